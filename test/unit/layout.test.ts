@@ -1,0 +1,54 @@
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import t from 'tap';
+import { repoRoot } from '../helpers/paths.js';
+
+// The import rules of DESIGN.md: roles meet only on the wire.
+const FORBIDDEN: Record<string, string[]> = {
+  protocol: ['relay', 'agent', 'client', 'certs', 'dev', 'bin', 'bench'],
+  certs: ['relay', 'agent', 'client', 'dev', 'bin', 'bench'],
+  relay: ['agent', 'client', 'dev', 'bin', 'bench'],
+  agent: ['relay', 'client', 'dev', 'bin', 'bench'],
+  client: ['relay', 'agent', 'dev', 'bin', 'bench'],
+};
+
+function existsDir(path: string): boolean {
+  return existsSync(path) && statSync(path).isDirectory();
+}
+
+function sources(dir: string): string[] {
+  const out: string[] = [];
+  for (const name of readdirSync(dir)) {
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) out.push(...sources(path));
+    else if (name.endsWith('.ts')) out.push(path);
+  }
+  return out;
+}
+
+t.test('library folders import only what DESIGN.md allows', async (t) => {
+  const violations: string[] = [];
+  for (const [folder, banned] of Object.entries(FORBIDDEN)) {
+    const files = existsDir(join(repoRoot, folder)) ? sources(join(repoRoot, folder)) : [];
+    for (const file of files) {
+      const text = readFileSync(file, 'utf8');
+      for (const m of text.matchAll(/from\s+'(\.\.?\/[^']+)'|import\(\s*'(\.\.?\/[^']+)'\s*\)/g)) {
+        const target = relative(repoRoot, join(file, '..', m[1] ?? m[2]!)).split('/')[0]!;
+        if (banned.includes(target)) violations.push(`${relative(repoRoot, file)} imports ${m[1] ?? m[2]}`);
+      }
+    }
+  }
+  t.same(violations, []);
+});
+
+t.test('libraries never read process.env or process.argv outside config and CLI files', async (t) => {
+  const violations: string[] = [];
+  for (const folder of ['protocol', 'certs', 'relay', 'agent', 'client']) {
+    const files = existsDir(join(repoRoot, folder)) ? sources(join(repoRoot, folder)) : [];
+    for (const file of files) {
+      if (/(^|\/)(cli|config|standalone)\.ts$/.test(file)) continue;
+      if (/process\.(env|argv)/.test(readFileSync(file, 'utf8'))) violations.push(relative(repoRoot, file));
+    }
+  }
+  t.same(violations, []);
+});

@@ -10,6 +10,7 @@ const FORBIDDEN: Record<string, string[]> = {
   relay: ['agent', 'client', 'dev', 'bin', 'bench'],
   agent: ['relay', 'client', 'dev', 'bin', 'bench'],
   client: ['relay', 'agent', 'dev', 'bin', 'bench'],
+  common: ['relay', 'agent', 'client', 'certs', 'dev', 'bin', 'bench'],
 };
 
 function existsDir(path: string): boolean {

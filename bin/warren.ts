@@ -1,0 +1,21 @@
+#!/usr/bin/env node
+/**
+ * `warren`: one program, one subcommand per role. Each folder owns its subcommand's wiring
+ * (`relay/cli.ts`, `agent/cli.ts`, ...); this file only composes them.
+ */
+import { Command } from 'commander';
+import { createRequire } from 'node:module';
+
+const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
+
+const program = new Command('warren')
+  .description('Encrypted tunnels for sandboxes: preview URLs, client streams and raw TCP endpoints through a relay.')
+  .version(version)
+  .showHelpAfterError('(run with --help for usage)')
+  .configureOutput({ outputError: (text, write) => write(text) })
+  .exitOverride((err) => {
+    // Usage errors exit 2 (commander uses 1); --help and --version exit 0.
+    process.exit(err.exitCode === 0 ? 0 : 2);
+  });
+
+await program.parseAsync(process.argv);

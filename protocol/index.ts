@@ -1,0 +1,13 @@
+/**
+ * The Warren wire protocol: frame codec, handshake messages, the stream multiplexer and its
+ * transports. No sockets are opened and no policy is decided here.
+ */
+export * from './errors.js';
+export * from './frame.js';
+export { FrameDecoder, decodeMetadata, type DecoderLimits, type FrameSink } from './decode.js';
+export * from './encode.js';
+export { DEFAULT_SESSION_CONFIG, verifySessionConfig, TokenBucket, type Rate, type SessionConfig, type SessionOptions } from './config.js';
+export { parseClientHello, parseServerHello, type ClientHello, type ServerHello, type HelloLimits } from './handshake.js';
+export { MuxStream } from './stream.js';
+export { Session, connectSession, acceptSession, type Authenticate, type ConnectSessionOptions, type GoAwayInfo } from './session.js';
+export { socketTransport, webSocketTransport, WS_MAX_MESSAGE_BYTES, type Transport, type TransportHandlers } from './transport.js';

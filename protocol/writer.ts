@@ -1,0 +1,115 @@
+/**
+ * The session's send scheduler. Control frames go out in the order queued (OPEN before a stream's
+ * DATA, FIN after it); DATA is taken one frame per stream in turn, so one busy stream cannot
+ * starve the others. Everything queued in one tick leaves in one transport write (one syscall or
+ * one WebSocket message for small frames), and at most `sendBufferBytes` may be in the transport
+ * at once: beyond that, writers wait and their streams' write callbacks are held.
+ */
+import type { MuxStream } from './stream.js';
+import type { Transport } from './transport.js';
+
+/** A queued control frame; `after` runs once it is in the outgoing batch (marks OPEN/FIN as sent). */
+interface Queued {
+  buf: Buffer;
+  after?: () => void;
+}
+
+/** Batches frames into transport writes. Owned by one Session. */
+export class FrameWriter {
+  // Static after construction.
+  private readonly transport: Transport;
+  private readonly sendBufferBytes: number;
+  private readonly maxFrameBytes: () => number;
+
+  // Owned by flush().
+  private control: Queued[] = [];
+  private ready: MuxStream[] = [];
+  private scheduled = false;
+  private inflight = 0;
+  private stopped = false;
+  /** Total bytes handed to the transport. */
+  bytesOut = 0;
+
+  constructor(transport: Transport, sendBufferBytes: number, maxFrameBytes: () => number) {
+    this.transport = transport;
+    this.sendBufferBytes = sendBufferBytes;
+    this.maxFrameBytes = maxFrameBytes;
+  }
+
+  /** Queues a control frame; `after` runs when it joins an outgoing batch. */
+  queue(buf: Buffer, after?: () => void): void {
+    if (this.stopped) return;
+    this.control.push({ buf, after });
+    this.schedule();
+  }
+
+  /** Queues a stream that has data and credit. */
+  markReady(stream: MuxStream): void {
+    if (this.stopped || stream.queued || !stream.sendable) return;
+    stream.queued = true;
+    this.ready.push(stream);
+    this.schedule();
+  }
+
+  /** Bytes handed to the transport whose write has not completed. */
+  get inflightBytes(): number {
+    return this.inflight;
+  }
+
+  /** Stops sending: queued frames are dropped (the session is closing). */
+  stop(): void {
+    this.stopped = true;
+    this.control = [];
+    for (const s of this.ready) s.queued = false;
+    this.ready = [];
+  }
+
+  /** Writes what is queued right now, ahead of the next tick (used for the last GOAWAY). */
+  flushNow(): void {
+    this.flush();
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    process.nextTick(() => this.flush());
+  }
+
+  private flush(): void {
+    this.scheduled = false;
+    if (this.stopped) return;
+    const out: Buffer[] = [];
+    let bytes = 0;
+    const max = this.maxFrameBytes();
+    for (;;) {
+      // Control frames first, in order; an OPEN's `after` may make its stream ready.
+      while (this.control.length > 0) {
+        const q = this.control.shift()!;
+        out.push(q.buf);
+        bytes += q.buf.length;
+        q.after?.();
+      }
+      if (this.inflight + bytes >= this.sendBufferBytes) break;
+      const stream = this.ready.shift();
+      if (!stream) break;
+      stream.queued = false;
+      const frame = stream.takeFrame(max);
+      if (frame) {
+        out.push(frame[0]!, frame[1]!);
+        bytes += frame[0]!.length + frame[1]!.length;
+      }
+      // Round robin: a stream with more to send goes to the back of the line.
+      if (stream.sendable) {
+        stream.queued = true;
+        this.ready.push(stream);
+      }
+    }
+    if (out.length === 0) return;
+    this.inflight += bytes;
+    this.bytesOut += bytes;
+    this.transport.write(out, () => {
+      this.inflight -= bytes;
+      if (this.ready.length > 0 && !this.stopped) this.schedule();
+    });
+  }
+}

@@ -117,6 +117,8 @@ export function verifyToken(token: string, options: VerifyOptions): Readonly<War
   if (c.nbf !== undefined && !isNumericDate(c.nbf)) fail('ERR_WARREN_TOKEN_CLAIMS', 'token nbf is not a number of seconds');
   if (c.iat !== undefined && !isNumericDate(c.iat)) fail('ERR_WARREN_TOKEN_CLAIMS', 'token iat is not a number of seconds');
   const now = (options.now ?? Date.now)() / 1000;
+  // A clock that returns NaN would make every time comparison false: every token would be current.
+  if (!Number.isFinite(now)) throw new InvalidArgumentError('now: the clock did not return a finite number of milliseconds');
   if (now > c.exp + skew) fail('ERR_WARREN_TOKEN_EXPIRED', 'token has expired');
   if ((c.nbf !== undefined && c.nbf > now + skew) || (c.iat !== undefined && c.iat > now + skew)) {
     fail('ERR_WARREN_TOKEN_NOT_YET_VALID', 'token is not valid yet (nbf or iat in the future)');

@@ -176,4 +176,5 @@ t.test('bad options are InvalidArgumentErrors naming the option', async (t) => {
   t.throws(() => verifyToken(valid, { ...options, maxBytes: 0 }), { message: /maxBytes/ });
   t.throws(() => verifyToken(valid, { ...options, roles: ['admin' as 'agent'] }), { message: /roles/ });
   t.throws(() => verifyToken(valid, { ...options, keys: {} as TrustedKeys }), { message: /keys/ });
+  t.throws(() => verifyToken(valid, { ...options, now: () => NaN }), { code: 'ERR_WARREN_INVALID_ARGUMENT', message: /now: the clock/ });
 });

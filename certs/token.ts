@@ -12,7 +12,7 @@
 import { sign, verify, type KeyObject } from 'node:crypto';
 import { InvalidArgumentError, TokenError, type ErrorCode } from '../protocol/errors.js';
 import { ROLES, audienceMatches, claimsProblem, isNumericDate, isRole, pickClaims, type Role, type WarrenClaims } from './claims.js';
-import type { IssuerKey, TrustedKeys } from './keys.js';
+import { MAX_KID_LENGTH, type IssuerKey, type TrustedKeys } from './keys.js';
 import { StrictJsonError, parseStrictJson, type JsonValue } from './strict-json.js';
 
 export { ROLES, TUNNEL_ID_PATTERN, type Role, type WarrenClaims } from './claims.js';
@@ -60,7 +60,7 @@ export interface IssueOptions {
  */
 export function issueToken(key: IssuerKey, claims: WarrenClaims, options: IssueOptions = {}): string {
   if (key.key.type !== 'private' || key.key.asymmetricKeyType !== 'ed25519') throw new InvalidArgumentError('key.key: not an Ed25519 private key');
-  if (typeof key.kid !== 'string' || key.kid.length === 0 || key.kid.length > 128) throw new InvalidArgumentError('key.kid: not a string of 1-128 characters');
+  if (typeof key.kid !== 'string' || key.kid.length === 0 || key.kid.length > MAX_KID_LENGTH) throw new InvalidArgumentError(`key.kid: not a string of 1-${MAX_KID_LENGTH} characters`);
   const withIat: Record<string, unknown> = { ...claims, iat: claims.iat ?? Math.floor((options.now ?? Date.now)() / 1000) };
   const problem = claimsProblem(withIat);
   if (problem !== undefined) throw new InvalidArgumentError(`claims: ${problem}`);

@@ -5,6 +5,7 @@
  */
 import { Command } from 'commander';
 import { createRequire } from 'node:module';
+import { registerCertsCommands } from '../certs/cli.js';
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
 
@@ -17,5 +18,7 @@ const program = new Command('warren')
     // Usage errors exit 2 (commander uses 1); --help and --version exit 0.
     process.exit(err.exitCode === 0 ? 0 : 2);
   });
+
+registerCertsCommands(program);
 
 await program.parseAsync(process.argv);

@@ -6,6 +6,9 @@
 import { Command } from 'commander';
 import { createRequire } from 'node:module';
 import { registerCertsCommands } from '../certs/cli.js';
+import { registerRelayCommand } from '../relay/cli.js';
+import { registerAgentCommand } from '../agent/cli.js';
+import { registerDevCommand } from '../dev/cli.js';
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
 
@@ -19,6 +22,9 @@ const program = new Command('warren')
     process.exit(err.exitCode === 0 ? 0 : 2);
   });
 
+registerDevCommand(program);
+registerRelayCommand(program);
+registerAgentCommand(program);
 registerCertsCommands(program);
 
 await program.parseAsync(process.argv);

@@ -1,0 +1,124 @@
+/**
+ * `warren agent`: exposes loopback ports of this sandbox through a relay. Prints the preview URL
+ * of each port once connected (JSON lines with --json), says why it retries, and exits 0 on
+ * SIGINT/SIGTERM after letting open streams finish.
+ */
+import { readFile } from 'node:fs/promises';
+import type { Command } from 'commander';
+import { envOption, repeatableOption, runAction } from '../common/cli.js';
+import { ConfigError, WarrenError } from '../protocol/index.js';
+import { Agent, type AgentEvent, type PortSpec } from './agent.js';
+import { mergePortSpecs, parsePortFlag, parseTcpFlag, tokenProblems } from './config.js';
+
+interface AgentFlags {
+  relay?: string[];
+  token?: string;
+  ca?: string;
+  port?: string[];
+  tcp?: string[];
+  json?: boolean;
+}
+
+/** Software name sent in HELLO. */
+export const AGENT_SOFTWARE = 'warren-agent/0.1.0';
+
+/** Human-readable line for an agent event (what the CLI prints without --json). */
+export function describeAgentEvent(e: AgentEvent, specs: PortSpec[]): string {
+  switch (e.event) {
+    case 'connecting':
+      return e.attempt > 1 ? `warren: connecting to ${e.relay} (attempt ${e.attempt})` : `warren: connecting to ${e.relay}`;
+    case 'connected': {
+      const lines = [`warren: tunnel ${e.tunnel} is online via ${e.relay}`];
+      const previewPorts = new Set(specs.filter((s) => s.preview).map((s) => s.port));
+      for (const p of e.previews) if (previewPorts.has(p.port)) lines.push(`  ${p.url}  -> 127.0.0.1:${p.port}${p.private ? '  (private: needs a viewer token)' : ''}`);
+      for (const t of e.tcp) lines.push(`  tcp://${t.endpoint}  -> 127.0.0.1:${t.port}`);
+      return lines.join('\n');
+    }
+    case 'disconnected':
+      return `warren: ${e.message} (${e.code}); retrying in ${(e.retryInMs / 1000).toFixed(1)}s`;
+    case 'moving':
+      return `warren: ${e.relay} is going away (${e.message}); moving to ${e.to}`;
+    case 'stopped':
+      return e.code ? `warren: stopped: ${e.message} (${e.code})` : 'warren: stopped';
+  }
+}
+
+/** Adds `warren agent` to the program. */
+export function registerAgentCommand(program: Command): void {
+  program
+    .command('agent')
+    .summary('expose loopback ports of this machine through a relay')
+    .description(
+      'Dials out to a relay over TLS and serves preview URLs, client streams and raw TCP endpoints for\n' +
+        'the listed loopback ports. Only 127.0.0.1 / ::1 and only the listed ports (which the token must\n' +
+        'allow) are ever dialed. Reconnects with backoff after any failure. Set the token in WARREN_TOKEN\n' +
+        'rather than on the command line.',
+    )
+    .addOption(repeatableOption('--relay <url>', 'relay URL (wss://host:port); repeat for failover'))
+    .addOption(envOption('--token <jwt>', 'agent token (role agent) for this tunnel'))
+    .addOption(envOption('--ca <file>', "CA certificate (PEM) to trust for the relay, e.g. a dev CA's ca.pem"))
+    .addOption(repeatableOption('--port <port[:private]>', 'loopback port to expose with a preview URL; :private needs a viewer token'))
+    .addOption(repeatableOption('--tcp <port[:allow=CIDR+CIDR]>', 'loopback port to expose as a raw TCP endpoint on the relay'))
+    .option('--json', 'print JSON lines (events) instead of text')
+    .addHelpText(
+      'after',
+      '\nExamples:\n' +
+        '  WARREN_TOKEN=$(warren token issue --key issuer.key --role agent --tunnel ab12cd --ports 3000 --ttl 24h) \\\n' +
+        '    warren agent --relay wss://relay.example.dev --port 3000\n' +
+        '  warren agent --relay wss://127.0.0.1:8443 --ca .warren/ca.pem --port 5173 --tcp 6379\n',
+    )
+    .action(
+      runAction(
+        async (flags: AgentFlags) => {
+          const problems: string[] = [];
+          if (!flags.relay?.length) problems.push('--relay: required (or WARREN_RELAY)');
+          if (!flags.token) problems.push('--token: required (or WARREN_TOKEN)');
+          const specs: PortSpec[] = [];
+          for (const p of flags.port ?? []) {
+            try {
+              specs.push(parsePortFlag(p));
+            } catch (err) {
+              problems.push((err as ConfigError).message);
+            }
+          }
+          for (const p of flags.tcp ?? []) {
+            try {
+              specs.push(parseTcpFlag(p));
+            } catch (err) {
+              problems.push((err as ConfigError).message);
+            }
+          }
+          if (specs.length === 0 && problems.length === 0) problems.push('--port: at least one port to expose is needed (or --tcp)');
+          const ports = mergePortSpecs(specs);
+          if (flags.token && problems.length === 0) problems.push(...tokenProblems(flags.token, ports, Date.now()));
+          if (problems.length > 0) throw new ConfigError(problems);
+          let ca: string | undefined;
+          if (flags.ca) {
+            try {
+              ca = await readFile(flags.ca, 'utf8');
+            } catch (err) {
+              throw new ConfigError([`--ca: cannot read ${flags.ca}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`]);
+            }
+          }
+          const agent = new Agent({ relays: flags.relay!, token: flags.token!, ca, ports, software: AGENT_SOFTWARE });
+          agent.on('event', (e: AgentEvent) => {
+            process.stdout.write(`${flags.json ? JSON.stringify(e) : describeAgentEvent(e, ports)}\n`);
+          });
+          const stop = (): void => {
+            void agent.stop();
+          };
+          process.once('SIGINT', stop);
+          process.once('SIGTERM', stop);
+          try {
+            await agent.start();
+          } catch (err) {
+            // Already reported as a 'stopped' event; exit 1 without a second message.
+            if (err instanceof WarrenError) return 1;
+            throw err;
+          }
+          return 0;
+        },
+        (flags: AgentFlags) => flags.json === true,
+      ),
+    );
+}

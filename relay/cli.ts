@@ -1,0 +1,102 @@
+/**
+ * `warren relay`: flags (each also WARREN_<FLAG> in the environment) and --config FILE, merged
+ * and validated by relay/config.ts, then the daemon runs until SIGTERM or SIGINT.
+ */
+import type { Command } from 'commander';
+import { envOption, repeatableOption, runAction } from '../common/cli.js';
+import { createLogger } from '../common/log.js';
+import { loadRelayConfig, mergeRelayConfig, readRelayConfigFile, RELAY_DEFAULTS, RELAY_SETTINGS, type RawRelayConfig, type RelayConfig } from './config.js';
+import { Relay } from './relay.js';
+
+interface RelayFlags extends Omit<RawRelayConfig, 'trustKey' | 'revoked'> {
+  trustKey?: string[];
+  revoked?: string[];
+  config?: string;
+  checkConfig?: boolean;
+}
+
+/** Builds the validated config from flags, environment and the config file. */
+export async function relayConfigFromFlags(flags: RelayFlags): Promise<RelayConfig> {
+  const fromFile = flags.config ? await readRelayConfigFile(flags.config) : {};
+  const fromFlags: RawRelayConfig = {};
+  for (const key of RELAY_SETTINGS) {
+    const v = flags[key];
+    if (v !== undefined) (fromFlags as Record<string, unknown>)[key] = v;
+  }
+  return loadRelayConfig(mergeRelayConfig(fromFile, fromFlags));
+}
+
+/** Adds `warren relay` to the program. */
+export function registerRelayCommand(program: Command): void {
+  program
+    .command('relay')
+    .summary('run a relay: agents dial in, previews and clients reach them')
+    .description(
+      'Runs the relay daemon. Agents connect to wss://HOST/v1/agent with an agent token; browsers open\n' +
+        'https://{port}-{tunnel}.DOMAIN previews; tools connect through /v1/connect. Every flag can also be\n' +
+        'set as WARREN_<FLAG> (WARREN_TRUST_KEY=a.pub,b.pub) or in --config FILE (JSON or YAML, camelCase\n' +
+        'keys: listen, httpListen, trustKey: [...]). The relay refuses to start without a trusted key.',
+    )
+    .addOption(envOption('--listen <host:port>', `TLS listener for agents, clients and HTTPS previews (default ${RELAY_DEFAULTS.listen})`))
+    .addOption(envOption('--http-listen <host:port>', 'plain-HTTP listener for previews only (local dev, or behind a TLS load balancer)'))
+    .addOption(envOption('--cert <file>', 'TLS certificate chain (PEM) covering the relay host and *.DOMAIN'))
+    .addOption(envOption('--key <file>', 'TLS private key (PEM)'))
+    .addOption(envOption('--domain <domain>', 'preview domain: previews are {port}-{tunnel}.DOMAIN'))
+    .addOption(repeatableOption('--trust-key <file>', 'issuer public key (PEM or JWK) whose tokens are accepted; repeat to rotate keys'))
+    .addOption(envOption('--public-url <url>', 'base of the preview URLs given to agents (default https://DOMAIN:PORT of --listen)'))
+    .addOption(envOption('--audience <aud>', `token audience (aud) this relay accepts (default ${RELAY_DEFAULTS.audience})`))
+    .addOption(envOption('--tcp-ports <first-last>', 'port range for raw TCP endpoints (off unless set), e.g. 20000-20999'))
+    .addOption(envOption('--tcp-host <host>', 'host name printed in raw TCP endpoints (default: the --listen host)'))
+    .addOption(envOption('--admin <host:port>', 'admin listener: /metrics, /healthz, /readyz and the admin API'))
+    .addOption(envOption('--admin-token <token>', 'bearer token for the admin API (set it in WARREN_ADMIN_TOKEN)'))
+    .addOption(envOption('--grace-period <duration>', `how long a draining relay waits for open streams (default ${RELAY_DEFAULTS.gracePeriod})`))
+    .addOption(envOption('--log-level <level>', `fatal, error, warn, info, debug, trace or silent (default ${RELAY_DEFAULTS.logLevel})`))
+    .addOption(repeatableOption('--revoked <jti>', 'token id (jti) to refuse; repeatable'))
+    .addOption(envOption('--config <file>', 'JSON or YAML file with the same settings (flags win over it)'))
+    .option('--check-config', 'validate the configuration, print the problems, and exit (0 when valid)')
+    .addHelpText(
+      'after',
+      '\nExamples:\n' +
+        '  warren relay --listen 0.0.0.0:443 --cert relay.pem --key relay.key \\\n' +
+        '    --domain preview.example.dev --trust-key issuer.pub\n' +
+        '  warren relay --config /etc/warren/relay.yaml --check-config\n',
+    )
+    .action(
+      runAction(async (flags: RelayFlags) => {
+        const config = await relayConfigFromFlags(flags);
+        if (flags.checkConfig) {
+          process.stdout.write(`config ok: listen ${config.listen.host}:${config.listen.port}, domain ${config.domain}, ${config.trustedKeys.size} trusted key(s)\n`);
+          return 0;
+        }
+        const logger = createLogger({ level: config.logLevel, base: { role: 'relay' } });
+        const relay = new Relay({
+          listen: config.listen,
+          httpListen: config.httpListen,
+          tls: config.tls,
+          domain: config.domain,
+          publicUrl: config.publicUrl,
+          trustedKeys: config.trustedKeys,
+          audience: config.audience,
+          revokedJtis: config.revoked,
+          logger,
+        });
+        await relay.start();
+        let stopping = false;
+        const stop = (signal: string): void => {
+          if (stopping) {
+            logger.warn({ event: 'exit_now', signal }, 'second signal: exiting now');
+            process.exit(1);
+          }
+          stopping = true;
+          logger.info({ event: 'stopping', signal }, 'stopping');
+          void relay.close().then(() => {
+            logger.flush();
+            process.exit(0);
+          });
+        };
+        process.on('SIGTERM', () => stop('SIGTERM'));
+        process.on('SIGINT', () => stop('SIGINT'));
+      }),
+    );
+}
+

@@ -1,0 +1,220 @@
+/**
+ * Relay configuration: raw settings (flags, WARREN_* environment, a JSON or YAML file) merged,
+ * validated with every problem reported at once by field name, then files loaded. The result is
+ * frozen and is what the Relay is built from.
+ *
+ * Precedence: command-line flag > environment variable > config file > default.
+ */
+import { readFile } from 'node:fs/promises';
+import { z } from 'zod';
+import { parse as parseYaml } from 'yaml';
+import { ConfigError, WarrenError } from '../protocol/index.js';
+import { parseDuration, parseHostPort, parsePortRange, type HostPort } from '../common/parse.js';
+import { loadTrustedKeys, type TrustedKeys } from '../certs/keys.js';
+
+/** Settings as typed by people: every value a string (or a list of strings for repeatable flags). */
+export interface RawRelayConfig {
+  listen?: string;
+  httpListen?: string;
+  cert?: string;
+  key?: string;
+  domain?: string;
+  trustKey?: string[];
+  publicUrl?: string;
+  audience?: string;
+  tcpPorts?: string;
+  tcpHost?: string;
+  admin?: string;
+  adminToken?: string;
+  gracePeriod?: string;
+  logLevel?: string;
+  revoked?: string[];
+}
+
+/** The keys a config file may use: the long flag names in camelCase. */
+export const RELAY_SETTINGS = [
+  'listen',
+  'httpListen',
+  'cert',
+  'key',
+  'domain',
+  'trustKey',
+  'publicUrl',
+  'audience',
+  'tcpPorts',
+  'tcpHost',
+  'admin',
+  'adminToken',
+  'gracePeriod',
+  'logLevel',
+  'revoked',
+] as const satisfies readonly (keyof RawRelayConfig)[];
+
+/** Defaults for settings not given anywhere. */
+export const RELAY_DEFAULTS = { listen: '0.0.0.0:443', audience: 'warren', gracePeriod: '30s', logLevel: 'info' } as const;
+
+/** A validated relay configuration, files loaded. */
+export interface RelayConfig {
+  readonly listen: HostPort;
+  readonly httpListen?: HostPort;
+  readonly tls: { readonly cert: string; readonly key: string };
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly domain: string;
+  readonly trustedKeys: TrustedKeys;
+  readonly publicUrl?: string;
+  readonly audience: string;
+  readonly tcpPorts?: { first: number; last: number };
+  readonly tcpHost?: string;
+  readonly admin?: HostPort;
+  readonly adminToken?: string;
+  readonly gracePeriodMs: number;
+  readonly logLevel: string;
+  readonly revoked: readonly string[];
+}
+
+const DOMAIN = /^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
+
+/** Reads a JSON or YAML config file into raw settings; unknown keys are errors. */
+export async function readRelayConfigFile(path: string): Promise<RawRelayConfig> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError([`config: cannot read ${path}: ${(err as Error).message}`]);
+  }
+  let value: unknown;
+  try {
+    value = parseYaml(text, { uniqueKeys: true });
+  } catch (err) {
+    throw new ConfigError([`config: ${path} is not valid JSON or YAML: ${(err as Error).message.split('\n')[0]}`]);
+  }
+  if (value === null || value === undefined) return {};
+  if (typeof value !== 'object' || Array.isArray(value)) throw new ConfigError([`config: ${path} must hold an object of settings`]);
+  const issues: string[] = [];
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) {
+    if (!(RELAY_SETTINGS as readonly string[]).includes(k)) {
+      const close = RELAY_SETTINGS.find((s) => s.toLowerCase() === k.toLowerCase().replace(/[-_]/g, ''));
+      issues.push(`${k}: unknown setting in ${path}${close ? ` (did you mean "${close}"?)` : ''}`);
+      continue;
+    }
+    if (k === 'trustKey' || k === 'revoked') {
+      const list = Array.isArray(v) ? v : [v];
+      if (!list.every((x) => typeof x === 'string')) issues.push(`${k}: must be a list of strings`);
+      else out[k] = list;
+    } else if (typeof v === 'string' || typeof v === 'number') {
+      out[k] = String(v);
+    } else {
+      issues.push(`${k}: must be a string`);
+    }
+  }
+  if (issues.length > 0) throw new ConfigError(issues);
+  return out;
+}
+
+/** Layers raw settings: each later layer wins where it sets a value. */
+export function mergeRelayConfig(...layers: RawRelayConfig[]): RawRelayConfig {
+  const merged: Record<string, unknown> = {};
+  for (const layer of layers) {
+    for (const [k, v] of Object.entries(layer)) {
+      if (v !== undefined && !(Array.isArray(v) && v.length === 0)) merged[k] = v;
+    }
+  }
+  return merged;
+}
+
+const rawSchema = z.object({
+  listen: z.string(),
+  httpListen: z.string().optional(),
+  cert: z.string({ error: 'required: the TLS certificate (PEM) for the relay and its preview domain' }),
+  key: z.string({ error: 'required: the TLS private key (PEM)' }),
+  domain: z.string({ error: 'required: the preview domain (previews are {port}-{tunnel}.DOMAIN)' }),
+  trustKey: z.array(z.string()).optional(),
+  publicUrl: z.string().optional(),
+  audience: z.string().min(1),
+  tcpPorts: z.string().optional(),
+  tcpHost: z.string().optional(),
+  admin: z.string().optional(),
+  adminToken: z.string().min(16, 'must be at least 16 characters').optional(),
+  gracePeriod: z.string(),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+  revoked: z.array(z.string()).optional(),
+});
+
+/**
+ * Validates merged raw settings and loads the files they name. Throws one ConfigError listing
+ * every problem, each starting with the setting's name.
+ */
+export async function loadRelayConfig(raw: RawRelayConfig): Promise<RelayConfig> {
+  const issues: string[] = [];
+  const parsed = rawSchema.safeParse(mergeRelayConfig(RELAY_DEFAULTS, raw));
+  if (!parsed.success) {
+    for (const i of parsed.error.issues) issues.push(`${i.path.join('.') || 'config'}: ${i.message}`);
+    throw new ConfigError(issues);
+  }
+  const r = parsed.data;
+  const attempt = <T>(fn: () => T): T | undefined => {
+    try {
+      return fn();
+    } catch (err) {
+      issues.push(err instanceof ConfigError ? err.issues.join('; ') : (err as Error).message);
+      return undefined;
+    }
+  };
+  const listen = attempt(() => parseHostPort(r.listen, 'listen'));
+  const httpListen = r.httpListen ? attempt(() => parseHostPort(r.httpListen!, 'httpListen')) : undefined;
+  const admin = r.admin ? attempt(() => parseHostPort(r.admin!, 'admin')) : undefined;
+  const tcpPorts = r.tcpPorts ? attempt(() => parsePortRange(r.tcpPorts!, 'tcpPorts')) : undefined;
+  const gracePeriodMs = attempt(() => parseDuration(r.gracePeriod, 'gracePeriod'));
+  const domain = r.domain.toLowerCase().replace(/\.$/, '');
+  if (!DOMAIN.test(domain)) issues.push(`domain: "${r.domain}" is not a domain name`);
+  if (r.publicUrl) {
+    const ok = attempt(() => new URL(r.publicUrl!));
+    if (ok && !/^https?:$/.test(ok.protocol)) issues.push(`publicUrl: must be an http:// or https:// URL`);
+  }
+  const readPem = async (file: string, what: 'cert' | 'key'): Promise<string | undefined> => {
+    try {
+      const text = await readFile(file, 'utf8');
+      if (!text.includes('-----BEGIN')) issues.push(`${what}: ${file} is not a PEM file`);
+      return text;
+    } catch (err) {
+      issues.push(`${what}: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      return undefined;
+    }
+  };
+  const [cert, key] = await Promise.all([readPem(r.cert, 'cert'), readPem(r.key, 'key')]);
+  let trustedKeys: TrustedKeys | undefined;
+  if (!r.trustKey || r.trustKey.length === 0) {
+    issues.push('trustKey: required: at least one issuer public key (warren keys generate); the relay refuses to start without one');
+  } else {
+    try {
+      trustedKeys = await loadTrustedKeys(r.trustKey);
+    } catch (err) {
+      issues.push(`trustKey: ${(err as Error).message}`);
+    }
+  }
+  if (issues.length > 0) {
+    const onlyTrust = issues.length === 1 && issues[0]!.startsWith('trustKey: required');
+    throw new ConfigError(issues, onlyTrust ? 'ERR_WARREN_NO_TRUST_KEYS' : 'ERR_WARREN_CONFIG');
+  }
+  if (!listen || !cert || !key || !trustedKeys || gracePeriodMs === undefined) throw new WarrenError('ERR_WARREN_INTERNAL', 'config validation lost a value');
+  return Object.freeze({
+    listen,
+    httpListen,
+    tls: Object.freeze({ cert, key }),
+    certFile: r.cert,
+    keyFile: r.key,
+    domain,
+    trustedKeys,
+    publicUrl: r.publicUrl,
+    audience: r.audience,
+    tcpPorts,
+    tcpHost: r.tcpHost,
+    admin,
+    adminToken: r.adminToken,
+    gracePeriodMs,
+    logLevel: r.logLevel,
+    revoked: Object.freeze([...(r.revoked ?? [])]),
+  });
+}

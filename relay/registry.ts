@@ -1,0 +1,79 @@
+/**
+ * The in-process tunnel directory: which agent session serves which tunnel id. One entry per
+ * tunnel; a second agent registering the same tunnel replaces the first, which gets GOAWAY
+ * (ERR_WARREN_TUNNEL_REPLACED) and keeps only the streams it already carries. A fleet of relays
+ * will put a shared directory (NATS) behind the same interface.
+ */
+import { WarrenError, type MuxStream, type Session } from '../protocol/index.js';
+
+/** How one port of a tunnel is exposed. */
+export interface ExposedPort {
+  port: number;
+  /** Preview needs a viewer token. */
+  private: boolean;
+  /** Public raw TCP endpoint port on the relay, when one was asked for and allocated. */
+  tcpPort?: number;
+}
+
+/** One connected tunnel. */
+export interface TunnelEntry {
+  readonly tunnelId: string;
+  readonly session: Session;
+  readonly ports: ReadonlyMap<number, ExposedPort>;
+  /** The agent token's id (jti), for revocation and the admin API. */
+  readonly jti: string | undefined;
+  readonly connectedAt: Date;
+  readonly remoteAddress: string | undefined;
+}
+
+/** Tunnel id → entry, with replacement and lookup for stream routing. */
+export class TunnelRegistry {
+  private readonly tunnels = new Map<string, TunnelEntry>();
+
+  /** Registers `entry`, replacing (and sending GOAWAY to) any session that held the tunnel. */
+  register(entry: TunnelEntry): TunnelEntry | undefined {
+    const previous = this.tunnels.get(entry.tunnelId);
+    this.tunnels.set(entry.tunnelId, entry);
+    entry.session.once('close', () => {
+      if (this.tunnels.get(entry.tunnelId) === entry) this.tunnels.delete(entry.tunnelId);
+    });
+    if (previous && previous.session !== entry.session) {
+      previous.session.goAway('ERR_WARREN_TUNNEL_REPLACED', { message: `tunnel ${entry.tunnelId} was registered by another agent` });
+    }
+    return previous;
+  }
+
+  /** The entry for a tunnel, if its agent is connected. */
+  get(tunnelId: string): TunnelEntry | undefined {
+    return this.tunnels.get(tunnelId);
+  }
+
+  /** Every connected tunnel. */
+  list(): TunnelEntry[] {
+    return [...this.tunnels.values()];
+  }
+
+  /** Number of connected tunnels. */
+  get size(): number {
+    return this.tunnels.size;
+  }
+
+  /**
+   * Opens a stream to `port` of `tunnelId`. Throws ERR_WARREN_TUNNEL_OFFLINE when no agent holds
+   * the tunnel and ERR_WARREN_PORT_NOT_EXPOSED when the agent does not expose the port.
+   */
+  openStream(tunnelId: string, port: number, metadata: Record<string, string>): MuxStream {
+    const entry = this.tunnels.get(tunnelId);
+    if (!entry || entry.session.closed) throw new WarrenError('ERR_WARREN_TUNNEL_OFFLINE', `tunnel ${tunnelId} is not connected`);
+    if (!entry.ports.has(port)) throw new WarrenError('ERR_WARREN_PORT_NOT_EXPOSED', `tunnel ${tunnelId} does not expose port ${port}`);
+    try {
+      return entry.session.open(port, metadata);
+    } catch (err) {
+      // The session is going away (replaced or draining): for the caller the tunnel is offline for now.
+      if (err instanceof WarrenError && (err.code === 'ERR_WARREN_GOING_AWAY' || err.code === 'ERR_WARREN_SESSION_CLOSED')) {
+        throw new WarrenError('ERR_WARREN_TUNNEL_OFFLINE', `tunnel ${tunnelId} is reconnecting`, { cause: err });
+      }
+      throw err;
+    }
+  }
+}

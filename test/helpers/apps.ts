@@ -1,0 +1,102 @@
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { createServer, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { startProcess, type Proc } from './process.js';
+
+/** A sandbox app for tests: it answers what a test needs to check delivery. */
+export interface TestApp {
+  port: number;
+  server: Server;
+  /** Requests seen, by method and path. */
+  requests: { method: string; url: string; headers: Record<string, string | string[] | undefined> }[];
+  close(): Promise<void>;
+}
+
+/**
+ * A Node HTTP app on 127.0.0.1:0:
+ * - `POST /sha256` answers the sha256 and length of the body it received;
+ * - `GET /sse` sends one event, then holds the response open until `GET /sse-end`;
+ * - `GET /bytes/N` sends N bytes (chunked);
+ * - anything else answers `hello from the app`.
+ */
+export async function startTestApp(): Promise<TestApp> {
+  const requests: TestApp['requests'] = [];
+  const openSse = new Set<ServerResponse>();
+  const server = createServer((req, res) => {
+    requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });
+    const url = req.url ?? '/';
+    if (req.method === 'POST' && url === '/sha256') {
+      const hash = createHash('sha256');
+      let length = 0;
+      req.on('data', (c: Buffer) => {
+        hash.update(c);
+        length += c.length;
+      });
+      req.on('end', () => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ sha256: hash.digest('hex'), length }));
+      });
+      return;
+    }
+    if (url === '/sse') {
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+      res.write('data: first\n\n');
+      openSse.add(res);
+      return;
+    }
+    if (url === '/sse-end') {
+      for (const r of openSse) r.end('data: last\n\n');
+      openSse.clear();
+      res.end('ended\n');
+      return;
+    }
+    const bytes = /^\/bytes\/(\d+)$/.exec(url);
+    if (bytes) {
+      let left = Number(bytes[1]);
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      const chunk = Buffer.alloc(64 * 1024, 0x61);
+      const write = (): void => {
+        while (left > 0) {
+          const n = Math.min(left, chunk.length);
+          left -= n;
+          if (!res.write(n === chunk.length ? chunk : chunk.subarray(0, n))) {
+            res.once('drain', write);
+            return;
+          }
+        }
+        res.end();
+      };
+      write();
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'text/plain', 'set-cookie': ['a=1; Path=/', 'b=2; Path=/'] });
+    res.end('hello from the app\n');
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    port: (server.address() as AddressInfo).port,
+    server,
+    requests,
+    close: () =>
+      new Promise((resolve) => {
+        for (const r of openSse) r.destroy();
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+/** python3 -m http.server serving `dir` on 127.0.0.1 at a free port; resolves once it answers. */
+export async function startPythonHttpServer(dir: string): Promise<{ port: number; proc: Proc }> {
+  // Find a free port by binding 0 and releasing it; python then binds it.
+  const probe = createServer();
+  probe.listen(0, '127.0.0.1');
+  await once(probe, 'listening');
+  const port = (probe.address() as AddressInfo).port;
+  await new Promise<void>((r) => probe.close(() => r()));
+  const proc = startProcess('python3', ['-u', '-m', 'http.server', String(port), '--bind', '127.0.0.1', '--directory', dir]);
+  await proc.waitFor(/Serving HTTP/);
+  return { port, proc };
+}

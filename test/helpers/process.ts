@@ -1,0 +1,78 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { warrenBin } from './paths.js';
+
+/** A child process whose output lines are kept and can be waited for. */
+export interface Proc {
+  child: ChildProcess;
+  /** Every stdout and stderr line so far. */
+  lines: string[];
+  /** Resolves with the first line (past or future) matching `pattern`; rejects if the process exits first. */
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<string>;
+  /** Resolves with the exit code (or the signal's name). */
+  exited: Promise<number | string>;
+  /** Sends `signal` and waits for the exit. */
+  stop(signal?: NodeJS.Signals): Promise<number | string>;
+}
+
+/** Starts `command args` with `env` added; output is collected line by line. */
+export function startProcess(command: string, args: string[], env: Record<string, string> = {}, cwd?: string): Proc {
+  const child = spawn(command, args, { env: { ...process.env, ...env }, cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+  const lines: string[] = [];
+  const waiters: { pattern: RegExp; resolve: (l: string) => void }[] = [];
+  const onLine = (line: string): void => {
+    lines.push(line);
+    for (const w of [...waiters]) {
+      if (w.pattern.test(line)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(line);
+      }
+    }
+  };
+  createInterface({ input: child.stdout }).on('line', onLine);
+  createInterface({ input: child.stderr }).on('line', onLine);
+  const exited = once(child, 'exit').then(([code, signal]) => (code as number | null) ?? (signal as string));
+  return {
+    child,
+    lines,
+    exited,
+    waitFor(pattern, timeoutMs = 20_000) {
+      const seen = lines.find((l) => pattern.test(l));
+      if (seen !== undefined) return Promise.resolve(seen);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no line matching ${pattern} within ${timeoutMs} ms; output:\n${lines.join('\n')}`)), timeoutMs);
+        const w = {
+          pattern,
+          resolve: (l: string) => {
+            clearTimeout(timer);
+            resolve(l);
+          },
+        };
+        waiters.push(w);
+        void exited.then((code) => {
+          clearTimeout(timer);
+          if (waiters.includes(w)) reject(new Error(`process exited (${code}) before a line matching ${pattern}; output:\n${lines.join('\n')}`));
+        });
+      });
+    },
+    async stop(signal = 'SIGTERM') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+}
+
+/** Starts the built `warren` CLI with `args`. */
+export function startWarren(args: string[], env: Record<string, string> = {}, cwd?: string): Proc {
+  return startProcess(process.execPath, [warrenBin, ...args], env, cwd);
+}
+
+/** Runs the `warren` CLI to completion; resolves with its exit code and output. */
+export async function runWarren(args: string[], env: Record<string, string> = {}, cwd?: string): Promise<{ code: number | string; stdout: string; lines: string[] }> {
+  const p = startWarren(args, env, cwd);
+  const out: Buffer[] = [];
+  p.child.stdout!.on('data', (c: Buffer) => out.push(c));
+  const code = await p.exited;
+  return { code, stdout: Buffer.concat(out).toString('utf8'), lines: p.lines };
+}

@@ -8,9 +8,9 @@
  * the tunnel stops this agent: two sandboxes fighting over one tunnel would flap forever.
  */
 import { EventEmitter } from 'node:events';
-import { pipeline } from 'node:stream';
 import { ConnectionError, WarrenError, isRetryable, type ErrorCode, type GoAwayInfo, type MuxStream, type Session, type SessionOptions } from '../protocol/index.js';
 import { dialRelay } from '../common/dial.js';
+import { joinSocket } from '../common/join.js';
 import { Backoff, systemClock, type BackoffOptions, type Clock } from './backoff.js';
 import { dialLoopback } from './local-dial.js';
 
@@ -305,9 +305,7 @@ export class Agent extends EventEmitter {
         if (socket.remoteAddress) this.preferredHost.set(stream.port, socket.remoteAddress);
         this.streamsServed++;
         stream.accept();
-        pipeline(socket, stream, socket, () => {
-          // Errors on either side destroy both; nothing more to do.
-        });
+        joinSocket(socket, stream);
       },
       (err: NodeJS.ErrnoException) => {
         this.streamsRefused++;

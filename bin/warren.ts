@@ -9,6 +9,7 @@ import { registerCertsCommands } from '../certs/cli.js';
 import { registerRelayCommand } from '../relay/cli.js';
 import { registerAgentCommand } from '../agent/cli.js';
 import { registerDevCommand } from '../dev/cli.js';
+import { registerConnectCommand } from '../client/cli.js';
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
 
@@ -25,6 +26,7 @@ const program = new Command('warren')
 registerDevCommand(program);
 registerRelayCommand(program);
 registerAgentCommand(program);
+registerConnectCommand(program);
 registerCertsCommands(program);
 
 await program.parseAsync(process.argv);

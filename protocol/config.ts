@@ -22,7 +22,7 @@ export interface SessionConfig {
   maxWindowBytes: number;
   /** Concurrent streams, both directions together. Default 1024. */
   maxStreams: number;
-  /** Incoming streams not yet accepted by the application. Default 128. */
+  /** Incoming streams not yet accepted by the application (a burst of OPENs all arrive before any local dial completes). Default 512. */
   maxPendingOpens: number;
   /** Largest OPEN metadata accepted (announced). Default 4 KiB. */
   maxMetadataBytes: number;
@@ -55,7 +55,7 @@ export const DEFAULT_SESSION_CONFIG: Readonly<SessionConfig> = Object.freeze({
   initialWindowBytes: 256 * 1024,
   maxWindowBytes: 16 * 1024 * 1024,
   maxStreams: 1024,
-  maxPendingOpens: 128,
+  maxPendingOpens: 512,
   maxMetadataBytes: 4 * 1024,
   maxBufferedBytes: 64 * 1024 * 1024,
   sendBufferBytes: 1024 * 1024,

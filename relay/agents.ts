@@ -4,10 +4,12 @@
  * (replacing an older agent of the same tunnel) and answers with the preview URLs.
  */
 import { z } from 'zod';
-import { WarrenError, type ClientHello, type Session } from '../protocol/index.js';
+import { once } from 'node:events';
+import { ConnectionError, WarrenError, type ClientHello, type Session } from '../protocol/index.js';
 import { verifyToken, type WarrenClaims } from '../certs/token.js';
 import type { TrustedKeys } from '../certs/keys.js';
 import type { ExposedPort, TunnelRegistry } from './registry.js';
+import type { TcpEndpoints } from './tcp-endpoints.js';
 
 /** Largest number of ports one agent may expose. */
 export const MAX_PORTS_PER_AGENT = 64;
@@ -68,15 +70,15 @@ export interface AgentEndpointContext {
   policy: TokenPolicy;
   registry: TunnelRegistry;
   previewUrl(tunnelId: string, port: number): string;
-  /** Allocates raw TCP endpoints for ports that ask for one; returns port → public endpoint. */
-  allocateTcp?(tunnelId: string, session: Session, ports: ExposedPort[], allow: Map<number, string[]>): Map<number, string>;
+  /** Raw TCP endpoints, when the relay has a port range. */
+  tcp?: TcpEndpoints;
 }
 
 /**
  * Authenticates an agent's HELLO and registers its tunnel. Throws a WarrenError (sent to the
  * agent as GOAWAY) when the token or the request is refused; nothing is registered then.
  */
-export function acceptAgent(ctx: AgentEndpointContext, hello: ClientHello, session: Session): AgentWelcome {
+export async function acceptAgent(ctx: AgentEndpointContext, hello: ClientHello, session: Session): Promise<AgentWelcome> {
   const claims = verifyFor(ctx.policy, hello.token, ['agent']);
   const request = parseAgentRequest(hello.app);
   const allowed = new Set(claims.ports);
@@ -91,13 +93,16 @@ export function acceptAgent(ctx: AgentEndpointContext, hello: ClientHello, sessi
   const tcpRequests = request.ports.filter((p) => p.tcp);
   let tcp = new Map<number, string>();
   if (tcpRequests.length > 0) {
-    if (!ctx.allocateTcp) throw new WarrenError('ERR_WARREN_TCP_PORTS_EXHAUSTED', 'this relay offers no raw TCP endpoints (it runs without --tcp-ports)');
-    tcp = ctx.allocateTcp(
+    if (!ctx.tcp) throw new WarrenError('ERR_WARREN_TCP_PORTS_EXHAUSTED', 'this relay offers no raw TCP endpoints (it runs without --tcp-ports)');
+    const closed = once(session, 'close');
+    tcp = await ctx.tcp.allocate(
       claims.sub,
-      session,
-      tcpRequests.map((p) => ports.get(p.port)!),
-      new Map(tcpRequests.map((p) => [p.port, p.allow])),
+      closed,
+      tcpRequests.map((p) => ({ port: p.port, allow: p.allow })),
     );
+    // The agent may have gone while ports were being bound: register nothing for a dead session.
+    if (session.closed) throw new ConnectionError('ERR_WARREN_SESSION_CLOSED', 'the agent left during the handshake');
+    for (const [port, endpoint] of tcp) ports.get(port)!.tcpEndpoint = endpoint;
   }
   ctx.registry.register({
     tunnelId: claims.sub,

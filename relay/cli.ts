@@ -78,6 +78,8 @@ export function registerRelayCommand(program: Command): void {
           trustedKeys: config.trustedKeys,
           audience: config.audience,
           revokedJtis: config.revoked,
+          tcpPorts: config.tcpPorts,
+          tcpHost: config.tcpHost,
           logger,
         });
         await relay.start();

@@ -11,8 +11,8 @@ export interface ExposedPort {
   port: number;
   /** Preview needs a viewer token. */
   private: boolean;
-  /** Public raw TCP endpoint port on the relay, when one was asked for and allocated. */
-  tcpPort?: number;
+  /** Public raw TCP endpoint (`host:port`), when one was asked for and allocated. */
+  tcpEndpoint?: string;
 }
 
 /** One connected tunnel. */

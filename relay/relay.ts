@@ -19,6 +19,8 @@ import { silentLogger, type Logger } from '../common/log.js';
 import type { TrustedKeys } from '../certs/keys.js';
 import { TunnelRegistry } from './registry.js';
 import { acceptAgent, type AgentWelcome, type TokenPolicy } from './agents.js';
+import { acceptClient, serveClientSession } from './clients.js';
+import { TcpEndpoints } from './tcp-endpoints.js';
 import { PreviewProxy } from './preview.js';
 import { parsePreviewHost } from './preview-host.js';
 import { sendError } from './error-page.js';
@@ -46,6 +48,12 @@ export interface RelayOptions {
   revokedJtis?: Iterable<string>;
   logger?: Logger;
   session?: SessionOptions;
+  /** Port range for raw TCP endpoints; none when unset. */
+  tcpPorts?: { first: number; last: number };
+  /** Host printed in raw TCP endpoints; default the listen host, or the domain when that is a wildcard address. */
+  tcpHost?: string;
+  /** How long a raw TCP endpoint outlives its agent's session; default 60 s. */
+  tcpLingerMs?: number;
   /** Token clock in ms (tests). */
   now?: () => number;
 }
@@ -65,9 +73,12 @@ export class Relay {
   private readonly wss: WebSocketServer;
   private readonly tlsServer: HttpsServer;
   private readonly httpServer: HttpServer | null;
+  /** Raw TCP endpoints, when a port range is configured. */
+  readonly tcp: TcpEndpoints | undefined;
 
   // Owned by the event loop.
-  private readonly sessions = new Set<Session>();
+  /** Every authenticated session and its token id (for revocation). */
+  private readonly sessions = new Map<Session, string | undefined>();
   private nextConnId = 1;
 
   constructor(options: RelayOptions) {
@@ -88,6 +99,17 @@ export class Relay {
         openStream: (target, info) => this.registry.openStream(target.tunnelId, target.port, { src: 'preview', ip: info.remoteAddress }),
       },
     });
+    if (options.tcpPorts) {
+      const wildcard = options.listen.host === '0.0.0.0' || options.listen.host === '::';
+      this.tcp = new TcpEndpoints({
+        range: options.tcpPorts,
+        bindHost: options.listen.host,
+        publicHost: options.tcpHost ?? (wildcard ? options.domain : options.listen.host),
+        registry: this.registry,
+        logger: this.log,
+        lingerMs: options.tcpLingerMs,
+      });
+    }
     this.wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: WS_MAX_MESSAGE_BYTES + 64 * 1024, skipUTF8Validation: true, clientTracking: false });
     this.tlsServer = createHttpsServer({ cert: options.tls.cert, key: options.tls.key, minVersion: 'TLSv1.3' });
     this.setUp(this.tlsServer, true);
@@ -142,9 +164,9 @@ export class Relay {
   revoke(jti: string): number {
     this.revoked.add(jti);
     let closed = 0;
-    for (const entry of this.registry.list()) {
-      if (entry.jti === jti) {
-        entry.session.fail(new WarrenError('ERR_WARREN_TOKEN_REVOKED', 'the agent token was revoked'));
+    for (const [session, sessionJti] of this.sessions) {
+      if (sessionJti === jti) {
+        session.fail(new WarrenError('ERR_WARREN_TOKEN_REVOKED', 'the token was revoked'));
         closed++;
       }
     }
@@ -185,13 +207,13 @@ export class Relay {
     const remote = req.socket.remoteAddress;
     const log = this.log.child({ connId, remote });
     let welcome: AgentWelcome | undefined;
-    const context = { policy: this.policy, registry: this.registry, previewUrl: (tunnelId: string, port: number) => this.previewUrl(tunnelId, port) };
+    const context = { policy: this.policy, registry: this.registry, tcp: this.tcp, previewUrl: (tunnelId: string, port: number) => this.previewUrl(tunnelId, port) };
     acceptSession(webSocketTransport(ws, remote), {
       ...this.options.session,
-      authenticate: (hello, session) => (welcome = acceptAgent(context, hello, session)),
+      authenticate: async (hello, session) => (welcome = await acceptAgent(context, hello, session)),
     }).then(
       (session) => {
-        this.track(session);
+        this.track(session, this.registry.list().find((e) => e.session === session)?.jti);
         const tunnelId = welcome?.tunnel;
         log.info({ event: 'agent_connected', tunnelId, sessionId: session.id, ports: welcome?.previews.map((p) => p.port) }, 'agent connected');
         session.once('close', (err?: WarrenError) => log.info({ event: 'agent_disconnected', tunnelId, code: err?.code }, 'agent disconnected'));
@@ -200,19 +222,34 @@ export class Relay {
     );
   }
 
-  private onClientSocket(ws: WebSocket, _req: IncomingMessage): void {
-    // Client streams arrive with `warren connect`; until then the endpoint refuses politely.
-    ws.close(1008, 'client streams are not enabled on this relay');
+  private onClientSocket(ws: WebSocket, req: IncomingMessage): void {
+    const connId = this.nextConnId++;
+    const remote = req.socket.remoteAddress;
+    const log = this.log.child({ connId, remote });
+    let accepted: ReturnType<typeof acceptClient> | undefined;
+    acceptSession(webSocketTransport(ws, remote), {
+      ...this.options.session,
+      authenticate: (hello) => (accepted = acceptClient(this.policy, this.registry, hello)).welcome,
+    }).then(
+      (session) => {
+        this.track(session, accepted!.claims.jti);
+        serveClientSession(session, accepted!.claims, this.registry, remote);
+        log.info({ event: 'client_connected', tunnelId: accepted!.claims.sub, sessionId: session.id }, 'client connected');
+        session.once('close', (err?: WarrenError) => log.info({ event: 'client_disconnected', tunnelId: accepted!.claims.sub, code: err?.code }, 'client disconnected'));
+      },
+      (err: WarrenError) => log.info({ event: 'client_refused', code: err.code, reason: err.message }, 'client refused'),
+    );
   }
 
-  private track(session: Session): void {
-    this.sessions.add(session);
+  private track(session: Session, jti: string | undefined): void {
+    this.sessions.set(session, jti);
     session.once('close', () => this.sessions.delete(session));
   }
 
   /** Closes listeners and every session at once. */
   async close(): Promise<void> {
-    for (const s of this.sessions) s.destroy();
+    this.tcp?.close();
+    for (const s of this.sessions.keys()) s.destroy();
     const closeServer = (server: HttpServer | HttpsServer | null): Promise<void> =>
       server?.listening
         ? new Promise((resolve) => {

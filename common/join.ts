@@ -1,0 +1,20 @@
+/**
+ * Joining a TCP socket to a stream: bytes flow both ways, half-close is faithful (a FIN on one
+ * side becomes a FIN on the other), and a failure is faithful too: a reset stream resets the TCP
+ * connection (RST, so the peer sees ECONNRESET rather than a clean end), and a reset TCP
+ * connection resets the stream.
+ */
+import type { Socket } from 'node:net';
+import { pipeline, type Duplex } from 'node:stream';
+
+/** Joins `socket` and `stream`; `done` runs once both are finished or torn down. */
+export function joinSocket(socket: Socket, stream: Duplex, done?: (err: Error | undefined) => void): void {
+  // Registered before pipeline's own listeners, so the RST goes out before pipeline's plain destroy().
+  stream.once('error', () => {
+    if (!socket.destroyed) socket.resetAndDestroy();
+  });
+  socket.on('error', () => {
+    // pipeline passes the socket's error on to the stream, which resets it.
+  });
+  pipeline(socket, stream, socket, (err) => done?.(err ?? undefined));
+}

@@ -1,0 +1,67 @@
+/**
+ * The client endpoint (`/v1/connect`): a client token names one tunnel and the ports it may
+ * reach. The handshake refuses a token for another tunnel or a port it does not grant, so the
+ * agent is never asked to dial; each stream is then checked again and joined to a new stream on
+ * the agent's session.
+ */
+import { pipeline } from 'node:stream';
+import { z } from 'zod';
+import { WarrenError, type ClientHello, type MuxStream, type Session } from '../protocol/index.js';
+import type { WarrenClaims } from '../certs/token.js';
+import { verifyFor, type TokenPolicy } from './agents.js';
+import type { TunnelRegistry } from './registry.js';
+
+const clientAppSchema = z.object({
+  tunnel: z.string().max(64).optional(),
+  ports: z.array(z.int().min(1).max(65535)).max(64).default([]),
+});
+
+/** What the relay tells a connected client. */
+export interface ClientWelcome extends Record<string, unknown> {
+  tunnel: string;
+  ports: number[];
+  /** Whether the tunnel's agent is connected right now. */
+  online: boolean;
+}
+
+/** Verifies a client's HELLO; throws the refusal (sent as GOAWAY) without touching any tunnel. */
+export function acceptClient(policy: TokenPolicy, registry: TunnelRegistry, hello: ClientHello): { claims: WarrenClaims; welcome: ClientWelcome } {
+  const claims = verifyFor(policy, hello.token, ['client']);
+  const parsed = clientAppSchema.safeParse(hello.app);
+  if (!parsed.success) throw new WarrenError('ERR_WARREN_HANDSHAKE', `bad client HELLO: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  const app = parsed.data;
+  if (app.tunnel !== undefined && app.tunnel !== claims.sub) {
+    throw new WarrenError('ERR_WARREN_FORBIDDEN', `the client token is for tunnel ${claims.sub}, not ${app.tunnel}`);
+  }
+  const allowed = new Set(claims.ports);
+  const denied = app.ports.filter((p) => !allowed.has(p));
+  if (denied.length > 0) throw new WarrenError('ERR_WARREN_FORBIDDEN', `the client token allows ports ${claims.ports.join(', ')}, not ${denied.join(', ')}`);
+  return { claims, welcome: { tunnel: claims.sub, ports: [...claims.ports], online: registry.get(claims.sub) !== undefined } };
+}
+
+/** Serves a client session: every stream is checked against the token and joined to the agent. */
+export function serveClientSession(session: Session, claims: WarrenClaims, registry: TunnelRegistry, remoteAddress: string | undefined): void {
+  const allowed = new Set(claims.ports);
+  session.on('stream', (stream: MuxStream) => {
+    stream.on('error', () => {
+      // A failed stream ends alone; its error already went to the other side as RST.
+    });
+    if (!allowed.has(stream.port)) {
+      stream.reset('ERR_WARREN_FORBIDDEN', `the client token does not allow port ${stream.port}`);
+      return;
+    }
+    let upstream: MuxStream;
+    try {
+      upstream = registry.openStream(claims.sub, stream.port, { src: 'client', ip: remoteAddress ?? '' });
+    } catch (err) {
+      const e = err instanceof WarrenError ? err : new WarrenError('ERR_WARREN_INTERNAL', String(err));
+      stream.reset(e.code, e.message);
+      return;
+    }
+    stream.accept();
+    upstream.on('error', () => {});
+    pipeline(stream, upstream, stream, () => {
+      // pipeline destroys both on error; the error's code travels on as RST.
+    });
+  });
+}

@@ -1,0 +1,49 @@
+import { once } from 'node:events';
+import { Relay, type RelayOptions } from '../../relay/relay.js';
+import { Agent, type AgentEvent, type PortSpec } from '../../agent/agent.js';
+import type { TestIdentity } from './identity.js';
+
+/** The preview domain in-process test relays serve. */
+export const INPROCESS_DOMAIN = 'preview.test';
+
+/** Starts a Relay in this process on 127.0.0.1 free ports, with the identity's cert and key. */
+export async function startRelay(id: TestIdentity, options: Partial<RelayOptions> = {}): Promise<{ relay: Relay; url: string; httpPort: number }> {
+  const relay = new Relay({
+    listen: { host: '127.0.0.1', port: 0 },
+    httpListen: { host: '127.0.0.1', port: 0 },
+    tls: { cert: id.certPem, key: id.keyPem },
+    domain: INPROCESS_DOMAIN,
+    trustedKeys: id.trustedKeys,
+    ...options,
+  });
+  await relay.start();
+  const a = relay.address();
+  return { relay, url: `wss://127.0.0.1:${a.listen.port}`, httpPort: a.httpListen!.port };
+}
+
+/** Port specs for plain previews of `ports`. */
+export function previewPorts(ports: number[]): PortSpec[] {
+  return ports.map((port) => ({ port, preview: true, private: false, tcp: false, allow: [] }));
+}
+
+/** Starts an Agent in this process; resolves once it is connected. */
+export async function startAgent(id: TestIdentity, relayUrl: string, tunnel: string, ports: PortSpec[], token = id.token('agent', tunnel, ports.map((p) => p.port))): Promise<Agent> {
+  const agent = new Agent({ relays: [relayUrl], token, ca: id.caPem, ports, backoff: { baseMs: 50, maxMs: 500 } });
+  const connected = new Promise<void>((resolve, reject) => {
+    agent.on('event', (e: AgentEvent) => {
+      if (e.event === 'connected') resolve();
+      if (e.event === 'stopped') reject(new Error(`agent stopped: ${e.message ?? ''}`));
+    });
+  });
+  agent.start().catch(() => {
+    // Reported through the 'stopped' event.
+  });
+  await connected;
+  return agent;
+}
+
+/** Waits for the next event of `emitter` named `name` (typed helper around events.once). */
+export async function next<T>(emitter: NodeJS.EventEmitter, name: string): Promise<T> {
+  const [value] = (await once(emitter, name)) as [T];
+  return value;
+}

@@ -5,6 +5,8 @@
  * FIN ends the readable side, destroy() frees everything and, unless both directions had already
  * finished cleanly, sends RST. reset(code) sends RST with a chosen code.
  *
+ * Events besides Duplex's: 'firstByte' once, when the first byte from the peer arrives.
+ *
  * Flow control: the sender may have at most `sendWindow` unacknowledged bytes in flight. The
  * receiver returns credit (WINDOW) as the application reads, never for bytes still sitting in the
  * readable buffer, so a paused reader stops the sender once its window is used, and memory stays
@@ -176,6 +178,8 @@ export class MuxStream extends Duplex {
 
   /** @internal A DATA piece from the peer (already checked against the window). */
   receive(piece: Buffer): void {
+    // 'firstByte': observing it does not change the read mode, unlike a 'data' listener.
+    if (this.received === 0) this.emit('firstByte');
     this.recvAllowance -= piece.length;
     this.received += piece.length;
     this.push(piece);

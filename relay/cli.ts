@@ -80,6 +80,9 @@ export function registerRelayCommand(program: Command): void {
           revokedJtis: config.revoked,
           tcpPorts: config.tcpPorts,
           tcpHost: config.tcpHost,
+          admin: config.admin,
+          adminToken: config.adminToken,
+          gracePeriodMs: config.gracePeriodMs,
           logger,
         });
         await relay.start();
@@ -90,8 +93,8 @@ export function registerRelayCommand(program: Command): void {
             process.exit(1);
           }
           stopping = true;
-          logger.info({ event: 'stopping', signal }, 'stopping');
-          void relay.close().then(() => {
+          logger.info({ event: 'stopping', signal, gracePeriodMs: config.gracePeriodMs }, 'draining; a second signal exits at once');
+          void relay.drain().then(() => {
             logger.flush();
             process.exit(0);
           });

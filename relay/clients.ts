@@ -40,7 +40,13 @@ export function acceptClient(policy: TokenPolicy, registry: TunnelRegistry, hell
 }
 
 /** Serves a client session: every stream is checked against the token and joined to the agent. */
-export function serveClientSession(session: Session, claims: WarrenClaims, registry: TunnelRegistry, remoteAddress: string | undefined): void {
+export function serveClientSession(
+  session: Session,
+  claims: WarrenClaims,
+  registry: TunnelRegistry,
+  remoteAddress: string | undefined,
+  open: (tunnelId: string, port: number, metadata: Record<string, string>) => MuxStream = (t, p, m) => registry.openStream(t, p, m),
+): void {
   const allowed = new Set(claims.ports);
   session.on('stream', (stream: MuxStream) => {
     stream.on('error', () => {
@@ -52,7 +58,7 @@ export function serveClientSession(session: Session, claims: WarrenClaims, regis
     }
     let upstream: MuxStream;
     try {
-      upstream = registry.openStream(claims.sub, stream.port, { src: 'client', ip: remoteAddress ?? '' });
+      upstream = open(claims.sub, stream.port, { src: 'client', ip: remoteAddress ?? '' });
     } catch (err) {
       const e = err instanceof WarrenError ? err : new WarrenError('ERR_WARREN_INTERNAL', String(err));
       stream.reset(e.code, e.message);

@@ -1,19 +1,23 @@
 /**
  * The relay daemon: one TLS listener for agents (`/v1/agent`), clients (`/v1/connect`) and HTTPS
  * previews, an optional plain-HTTP listener for previews only (local dev, or behind a
- * TLS-terminating load balancer), and the routing between them.
+ * TLS-terminating load balancer), raw TCP endpoints, and an admin listener.
  *
  * Security defaults: the relay will not start without trusted token keys; sessions are
  * authenticated in the HELLO before any tunnel or stream state is created; tokens are never
  * logged.
+ *
+ * Drain (SIGTERM): stop accepting, GOAWAY every session with a reconnect hint so agents move
+ * at once, let open streams finish within the grace period, then close.
  */
 import { once } from 'node:events';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { Registry } from 'prom-client';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { acceptSession, WarrenError, webSocketTransport, WS_MAX_MESSAGE_BYTES, WS_SUBPROTOCOL, type Session, type SessionOptions } from '../protocol/index.js';
+import { acceptSession, WarrenError, webSocketTransport, WS_MAX_MESSAGE_BYTES, WS_SUBPROTOCOL, type MuxStream, type Session, type SessionOptions } from '../protocol/index.js';
 import { formatHostPort, type HostPort } from '../common/parse.js';
 import { silentLogger, type Logger } from '../common/log.js';
 import type { TrustedKeys } from '../certs/keys.js';
@@ -24,6 +28,8 @@ import { TcpEndpoints } from './tcp-endpoints.js';
 import { PreviewProxy } from './preview.js';
 import { parsePreviewHost } from './preview-host.js';
 import { sendError } from './error-page.js';
+import { RelayMetrics, type SessionRole, type StreamKind } from './metrics.js';
+import { AdminServer, type AdminBackend } from './admin.js';
 
 /** Relay settings (validated by relay/config.ts for the CLI). */
 export interface RelayOptions {
@@ -54,17 +60,40 @@ export interface RelayOptions {
   tcpHost?: string;
   /** How long a raw TCP endpoint outlives its agent's session; default 60 s. */
   tcpLingerMs?: number;
+  /** Metrics registry; default a fresh one (never prom-client's global registry). */
+  metricsRegistry?: Registry;
+  /** Admin listener: /metrics, /healthz, /readyz and the admin API. */
+  admin?: HostPort;
+  /** Bearer token for the admin API; without it the API is off. */
+  adminToken?: string;
+  /** Default grace period of a drain; default 30 s. */
+  gracePeriodMs?: number;
   /** Token clock in ms (tests). */
   now?: () => number;
 }
 
-/** The relay endpoints that upgrade to WebSocket. */
-const ENDPOINTS = new Set(['/v1/agent', '/v1/connect']);
+/** Options of a drain. */
+export interface DrainOptions {
+  /** How long open streams may take to finish; default the relay's grace period. */
+  graceMs?: number;
+  /** Relay URL agents should move to (the GOAWAY reconnect hint). */
+  hint?: string;
+}
 
-/** The relay. start() opens the listeners; close() ends everything. */
+/** The relay endpoints that upgrade to WebSocket. */
+const ENDPOINTS = new Map<string, SessionRole>([
+  ['/v1/agent', 'agent'],
+  ['/v1/connect', 'client'],
+]);
+
+/** The relay. start() opens the listeners; drain() or close() ends them. */
 export class Relay {
   // Static after construction.
   readonly registry = new TunnelRegistry();
+  /** Metrics on the injected registry. */
+  readonly metrics: RelayMetrics;
+  /** Raw TCP endpoints, when a port range is configured. */
+  readonly tcp: TcpEndpoints | undefined;
   private readonly options: RelayOptions;
   private readonly log: Logger;
   private readonly policy: TokenPolicy;
@@ -73,12 +102,15 @@ export class Relay {
   private readonly wss: WebSocketServer;
   private readonly tlsServer: HttpsServer;
   private readonly httpServer: HttpServer | null;
-  /** Raw TCP endpoints, when a port range is configured. */
-  readonly tcp: TcpEndpoints | undefined;
+  private readonly admin: AdminServer | null;
 
   // Owned by the event loop.
-  /** Every authenticated session and its token id (for revocation). */
-  private readonly sessions = new Map<Session, string | undefined>();
+  private listening = false;
+  private drainPromise: Promise<void> | null = null;
+  /** Every authenticated session with its role, token id (revocation) and bytes already counted. */
+  private readonly sessions = new Map<Session, { role: SessionRole; jti: string | undefined; countedIn: number; countedOut: number }>();
+  /** Bytes of sessions that closed since the last scrape. */
+  private closedBytes = { in: 0, out: 0 };
   private nextConnId = 1;
 
   constructor(options: RelayOptions) {
@@ -92,11 +124,13 @@ export class Relay {
       now: options.now,
       isRevoked: (jti) => this.revoked.has(jti),
     };
+    this.metrics = new RelayMetrics(options.metricsRegistry ?? new Registry(), { collectBytes: () => this.bytesSinceLastScrape() });
+    this.admin = options.admin ? new AdminServer(this.adminBackend(), options.adminToken, this.log) : null;
     this.preview = new PreviewProxy({
       domain: options.domain,
       logger: this.log,
       backend: {
-        openStream: (target, info) => this.registry.openStream(target.tunnelId, target.port, { src: 'preview', ip: info.remoteAddress }),
+        openStream: (target, info) => this.openToAgent('preview', target.tunnelId, target.port, { src: 'preview', ip: info.remoteAddress }),
       },
     });
     if (options.tcpPorts) {
@@ -108,6 +142,8 @@ export class Relay {
         registry: this.registry,
         logger: this.log,
         lingerMs: options.tcpLingerMs,
+        openStream: (tunnelId, port, ip) => this.openToAgent('tcp', tunnelId, port, { src: 'tcp', ip }),
+        onConnection: (result) => this.metrics.tcpConnections.inc({ result }),
       });
     }
     this.wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: WS_MAX_MESSAGE_BYTES + 64 * 1024, skipUTF8Validation: true, clientTracking: false });
@@ -130,7 +166,7 @@ export class Relay {
     });
   }
 
-  /** Opens the listeners; resolves once both accept connections. */
+  /** Opens the listeners; resolves once they accept connections. */
   async start(): Promise<void> {
     const listen = async (server: HttpServer | HttpsServer, at: HostPort, what: string): Promise<void> => {
       server.listen(at.port, at.host);
@@ -142,7 +178,10 @@ export class Relay {
     };
     await listen(this.tlsServer, this.options.listen, 'TLS');
     if (this.httpServer && this.options.httpListen) await listen(this.httpServer, this.options.httpListen, 'HTTP');
-    this.log.info({ event: 'listening', listen: this.address().listen, httpListen: this.address().httpListen, domain: this.options.domain }, 'relay listening');
+    const admin = this.admin && this.options.admin ? await this.admin.listen(this.options.admin) : undefined;
+    this.listening = true;
+    const a = this.address();
+    this.log.info({ event: 'listening', listen: a.listen, httpListen: a.httpListen, admin, domain: this.options.domain, tcpPorts: this.options.tcpPorts }, 'relay listening');
   }
 
   /** The bound addresses (ports resolved when 0 was asked for). */
@@ -150,6 +189,11 @@ export class Relay {
     const a = this.tlsServer.address() as AddressInfo;
     const h = this.httpServer?.address() as AddressInfo | null | undefined;
     return { listen: { host: a.address, port: a.port }, httpListen: h ? { host: h.address, port: h.port } : undefined };
+  }
+
+  /** Ready for traffic: listening and not draining. */
+  get ready(): boolean {
+    return this.listening && this.drainPromise === null;
   }
 
   /** The preview URL of a tunnel's port. */
@@ -160,12 +204,12 @@ export class Relay {
     return `${base.protocol}//${host}${base.port ? `:${base.port}` : ''}/`;
   }
 
-  /** Adds a revoked token id; sessions using it are closed. */
+  /** Refuses a token id from now on and closes the sessions that used it; returns how many. */
   revoke(jti: string): number {
     this.revoked.add(jti);
     let closed = 0;
-    for (const [session, sessionJti] of this.sessions) {
-      if (sessionJti === jti) {
+    for (const [session, info] of this.sessions) {
+      if (info.jti === jti) {
         session.fail(new WarrenError('ERR_WARREN_TOKEN_REVOKED', 'the token was revoked'));
         closed++;
       }
@@ -173,7 +217,33 @@ export class Relay {
     return closed;
   }
 
+  /** Opens a stream to an agent, counted in the metrics by kind; throws the routing error. */
+  private openToAgent(kind: StreamKind, tunnelId: string, port: number, metadata: Record<string, string>): MuxStream {
+    let stream: MuxStream;
+    try {
+      stream = this.registry.openStream(tunnelId, port, metadata);
+    } catch (err) {
+      this.metrics.refused(kind, (err as WarrenError).code ?? 'ERR_WARREN_INTERNAL');
+      throw err;
+    }
+    const started = performance.now();
+    let answered = false;
+    this.metrics.streamsOpened.inc({ kind });
+    this.metrics.streamsOpen.inc({ kind });
+    stream.once('firstByte', () => {
+      answered = true;
+      this.metrics.streamOpenSeconds.observe({ kind }, (performance.now() - started) / 1000);
+    });
+    stream.once('error', (err: WarrenError) => {
+      if (!answered) this.metrics.refused(kind, err.code ?? 'ERR_WARREN_INTERNAL');
+    });
+    stream.once('close', () => this.metrics.streamsOpen.dec({ kind }));
+    return stream;
+  }
+
   private onRequest(req: IncomingMessage, res: ServerResponse, secure: boolean): void {
+    if (this.drainPromise) res.setHeader('connection', 'close');
+    res.once('finish', () => this.metrics.previewAnswered(res.statusCode));
     if (parsePreviewHost(req.headers.host ?? '', this.options.domain) || !secure) {
       this.preview.handleRequest(req, res);
       return;
@@ -193,76 +263,153 @@ export class Relay {
       return;
     }
     const path = new URL(req.url ?? '/', 'http://relay').pathname;
-    if (!ENDPOINTS.has(path)) return rejectUpgrade(socket, 404, 'ERR_WARREN_BAD_REQUEST', `no such endpoint: ${path}`);
+    const role = ENDPOINTS.get(path);
+    if (!role) return rejectUpgrade(socket, 404, 'ERR_WARREN_BAD_REQUEST', `no such endpoint: ${path}`);
+    if (this.drainPromise) return rejectUpgrade(socket, 503, 'ERR_WARREN_DRAINING', 'this relay is draining; connect to another one');
     const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
     if (!offered.includes(WS_SUBPROTOCOL)) return rejectUpgrade(socket, 400, 'ERR_WARREN_VERSION', `this relay speaks ${WS_SUBPROTOCOL}; offer it as the WebSocket subprotocol`);
-    this.wss.handleUpgrade(req, socket, head, (ws) => {
-      if (path === '/v1/agent') this.onAgentSocket(ws, req);
-      else this.onClientSocket(ws, req);
-    });
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.onSessionSocket(role, ws, req));
   }
 
-  private onAgentSocket(ws: WebSocket, req: IncomingMessage): void {
+  /** A new agent or client WebSocket: authenticate in HELLO, then serve. */
+  private onSessionSocket(role: SessionRole, ws: WebSocket, req: IncomingMessage): void {
     const connId = this.nextConnId++;
     const remote = req.socket.remoteAddress;
-    const log = this.log.child({ connId, remote });
-    let welcome: AgentWelcome | undefined;
+    const log = this.log.child({ connId, remote, peer: role });
+    const started = performance.now();
+    let agentWelcome: AgentWelcome | undefined;
+    let client: ReturnType<typeof acceptClient> | undefined;
     const context = { policy: this.policy, registry: this.registry, tcp: this.tcp, previewUrl: (tunnelId: string, port: number) => this.previewUrl(tunnelId, port) };
     acceptSession(webSocketTransport(ws, remote), {
       ...this.options.session,
-      authenticate: async (hello, session) => (welcome = await acceptAgent(context, hello, session)),
+      authenticate: async (hello, session) => {
+        if (role === 'agent') return (agentWelcome = await acceptAgent(context, hello, session));
+        client = acceptClient(this.policy, this.registry, hello);
+        return client.welcome;
+      },
     }).then(
       (session) => {
-        this.track(session, this.registry.list().find((e) => e.session === session)?.jti);
-        const tunnelId = welcome?.tunnel;
-        log.info({ event: 'agent_connected', tunnelId, sessionId: session.id, ports: welcome?.previews.map((p) => p.port) }, 'agent connected');
-        session.once('close', (err?: WarrenError) => log.info({ event: 'agent_disconnected', tunnelId, code: err?.code }, 'agent disconnected'));
+        this.metrics.handshakeSeconds.observe({ role }, (performance.now() - started) / 1000);
+        const tunnelId = agentWelcome?.tunnel ?? client?.claims.sub;
+        const jti = role === 'agent' ? this.registry.get(tunnelId ?? '')?.jti : client?.claims.jti;
+        this.sessions.set(session, { role, jti, countedIn: 0, countedOut: 0 });
+        const gauge = role === 'agent' ? this.metrics.agentsConnected : this.metrics.clientSessions;
+        gauge.inc();
+        if (role === 'agent') session.on('rtt', (ms: number) => this.metrics.keepaliveRttSeconds.observe(ms / 1000));
+        else serveClientSession(session, client!.claims, this.registry, remote, (tunnel, port, meta) => this.openToAgent('client', tunnel, port, meta));
+        log.info({ event: `${role}_connected`, tunnelId, sessionId: session.id, ports: agentWelcome?.previews.map((p) => p.port) }, `${role} connected`);
+        session.once('close', (err?: WarrenError) => {
+          gauge.dec();
+          const info = this.sessions.get(session);
+          if (info) {
+            this.closedBytes.in += session.bytesIn - info.countedIn;
+            this.closedBytes.out += session.bytesOut - info.countedOut;
+          }
+          this.sessions.delete(session);
+          log.info({ event: `${role}_disconnected`, tunnelId, code: err?.code }, `${role} disconnected`);
+        });
       },
-      (err: WarrenError) => log.info({ event: 'agent_refused', code: err.code, reason: err.message }, 'agent refused'),
+      (err: WarrenError) => {
+        this.metrics.handshakeFailed(role, err.code ?? 'ERR_WARREN_INTERNAL');
+        log.info({ event: `${role}_refused`, code: err.code, reason: err.message }, `${role} refused`);
+      },
     );
   }
 
-  private onClientSocket(ws: WebSocket, req: IncomingMessage): void {
-    const connId = this.nextConnId++;
-    const remote = req.socket.remoteAddress;
-    const log = this.log.child({ connId, remote });
-    let accepted: ReturnType<typeof acceptClient> | undefined;
-    acceptSession(webSocketTransport(ws, remote), {
-      ...this.options.session,
-      authenticate: (hello) => (accepted = acceptClient(this.policy, this.registry, hello)).welcome,
-    }).then(
-      (session) => {
-        this.track(session, accepted!.claims.jti);
-        serveClientSession(session, accepted!.claims, this.registry, remote);
-        log.info({ event: 'client_connected', tunnelId: accepted!.claims.sub, sessionId: session.id }, 'client connected');
-        session.once('close', (err?: WarrenError) => log.info({ event: 'client_disconnected', tunnelId: accepted!.claims.sub, code: err?.code }, 'client disconnected'));
-      },
-      (err: WarrenError) => log.info({ event: 'client_refused', code: err.code, reason: err.message }, 'client refused'),
-    );
+  /** Bytes moved since the previous call, for warren_bytes_total. */
+  private bytesSinceLastScrape(): { in: number; out: number } {
+    const d = this.closedBytes;
+    this.closedBytes = { in: 0, out: 0 };
+    for (const [session, info] of this.sessions) {
+      d.in += session.bytesIn - info.countedIn;
+      d.out += session.bytesOut - info.countedOut;
+      info.countedIn = session.bytesIn;
+      info.countedOut = session.bytesOut;
+    }
+    return d;
   }
 
-  private track(session: Session, jti: string | undefined): void {
-    this.sessions.set(session, jti);
-    session.once('close', () => this.sessions.delete(session));
+  private adminBackend(): AdminBackend {
+    return {
+      registry: this.metrics.registry,
+      ready: () => this.ready,
+      tunnels: () =>
+        this.registry.list().map((e) => ({
+          tunnel: e.tunnelId,
+          ports: [...e.ports.values()].map((p) => ({ port: p.port, private: p.private, tcpEndpoint: p.tcpEndpoint })),
+          connectedAt: e.connectedAt.toISOString(),
+          remoteAddress: e.remoteAddress,
+          sessionId: e.session.id,
+          streams: e.session.streamCount,
+          rttMs: e.session.rttMs,
+          bytesIn: e.session.bytesIn,
+          bytesOut: e.session.bytesOut,
+        })),
+      streams: (tunnelId) =>
+        this.registry
+          .get(tunnelId)
+          ?.session.listStreams()
+          .map((s) => ({ id: s.id, port: s.port, kind: s.metadata.src ?? 'unknown', bufferedSendBytes: s.bufferedSendBytes, readableBytes: s.readableLength })),
+      disconnect: (tunnelId) => {
+        const entry = this.registry.get(tunnelId);
+        if (!entry) return false;
+        void entry.session.close({ message: 'disconnected by the relay operator' });
+        return true;
+      },
+      revoke: (jti) => this.revoke(jti),
+      drain: () => void this.drain(),
+    };
+  }
+
+  /**
+   * Drains: stops accepting, sends every session GOAWAY (ERR_WARREN_DRAINING, with `hint`), lets
+   * open streams finish within the grace period, then closes. Resolves when everything is closed.
+   */
+  drain(options: DrainOptions = {}): Promise<void> {
+    this.drainPromise ??= this.runDrain(options.graceMs ?? this.options.gracePeriodMs ?? 30_000, options.hint);
+    return this.drainPromise;
+  }
+
+  private async runDrain(graceMs: number, hint: string | undefined): Promise<void> {
+    this.metrics.drains.inc();
+    this.log.info({ event: 'draining', graceMs, sessions: this.sessions.size }, 'draining');
+    this.tlsServer.close();
+    this.httpServer?.close();
+    this.tlsServer.closeIdleConnections();
+    this.httpServer?.closeIdleConnections();
+    this.tcp?.stopListening();
+    const sessions = [...this.sessions.keys()];
+    for (const s of sessions) s.goAway('ERR_WARREN_DRAINING', { hint, message: 'the relay is draining' });
+    const allClosed = Promise.all(sessions.map((s) => (s.closed ? undefined : once(s, 'close'))));
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<'expired'>((resolve) => {
+      timer = setTimeout(() => resolve('expired'), graceMs);
+    });
+    const outcome = await Promise.race([allClosed.then(() => 'done' as const), expired]);
+    clearTimeout(timer);
+    this.log.info({ event: 'drained', outcome, remaining: this.sessions.size }, outcome === 'done' ? 'drained' : 'grace period over; closing what is left');
+    await this.close();
   }
 
   /** Closes listeners and every session at once. */
   async close(): Promise<void> {
+    this.listening = false;
     this.tcp?.close();
     for (const s of this.sessions.keys()) s.destroy();
     const closeServer = (server: HttpServer | HttpsServer | null): Promise<void> =>
-      server?.listening
+      server
         ? new Promise((resolve) => {
             server.close(() => resolve());
             server.closeAllConnections();
           })
         : Promise.resolve();
-    await Promise.all([closeServer(this.tlsServer), closeServer(this.httpServer)]);
+    await Promise.all([closeServer(this.tlsServer), closeServer(this.httpServer), this.admin?.close()]);
   }
 }
 
 /** Answers an upgrade request with an HTTP error and closes the socket. */
 function rejectUpgrade(socket: Duplex, status: number, code: string, message: string): void {
+  const reason = status === 404 ? 'Not Found' : status === 503 ? 'Service Unavailable' : 'Bad Request';
   const body = JSON.stringify({ error: { code, message, status } });
-  socket.end(`HTTP/1.1 ${status} ${status === 404 ? 'Not Found' : 'Bad Request'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  socket.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
 }

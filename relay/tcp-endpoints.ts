@@ -9,6 +9,7 @@
  */
 import { once } from 'node:events';
 import { BlockList, createServer, isIP, type Server, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { WarrenError } from '../protocol/index.js';
 import { silentLogger, type Logger } from '../common/log.js';
 import { joinSocket } from '../common/join.js';
@@ -25,6 +26,10 @@ export interface TcpEndpointOptions {
   logger?: Logger;
   /** How long an endpoint outlives its agent's session, waiting for a reconnect; default 60 s. */
   lingerMs?: number;
+  /** Opens the stream for a connection (throws the routing error); default registry.openStream. */
+  openStream?: (tunnelId: string, port: number, ip: string) => Duplex;
+  /** Told the fate of every connection, for metrics. */
+  onConnection?: (result: 'accepted' | 'denied' | 'offline') => void;
 }
 
 interface Endpoint {
@@ -38,12 +43,6 @@ interface Endpoint {
   connections: Set<Socket>;
 }
 
-/** Counters for metrics and tests. */
-export interface TcpEndpointStats {
-  accepted: number;
-  denied: number;
-  offline: number;
-}
 
 /** Builds a BlockList from CIDRs (already validated by the agent; checked again here). */
 function allowList(cidrs: string[]): BlockList | null {
@@ -65,7 +64,7 @@ export class TcpEndpoints {
   private readonly byKey = new Map<string, Endpoint>();
   private readonly usedPorts = new Set<number>();
   private nextPort: number;
-  readonly stats: TcpEndpointStats = { accepted: 0, denied: 0, offline: 0 };
+  private accepting = true;
 
   constructor(options: TcpEndpointOptions) {
     this.options = options;
@@ -148,25 +147,35 @@ export class TcpEndpoints {
     socket.on('error', () => socket.destroy());
     const remote = socket.remoteAddress ?? '';
     const family = isIP(remote) === 6 ? 'ipv6' : 'ipv4';
+    if (!this.accepting) {
+      socket.destroy();
+      return;
+    }
     if (ep.allow && !ep.allow.check(remote, family)) {
-      this.stats.denied++;
+      this.options.onConnection?.('denied');
       this.log.info({ event: 'tcp_denied', tunnelId: ep.tunnelId, port: ep.port, remote, code: 'ERR_WARREN_SOURCE_DENIED' }, 'source not in allowlist');
       socket.destroy();
       return;
     }
-    let stream;
+    let stream: Duplex;
     try {
-      stream = this.options.registry.openStream(ep.tunnelId, ep.port, { src: 'tcp', ip: remote });
+      stream = this.options.openStream ? this.options.openStream(ep.tunnelId, ep.port, remote) : this.options.registry.openStream(ep.tunnelId, ep.port, { src: 'tcp', ip: remote });
     } catch {
-      this.stats.offline++;
+      this.options.onConnection?.('offline');
       socket.destroy();
       return;
     }
-    this.stats.accepted++;
+    this.options.onConnection?.('accepted');
     ep.connections.add(socket);
     socket.once('close', () => ep.connections.delete(socket));
     stream.on('error', () => {});
     joinSocket(socket, stream);
+  }
+
+  /** Stops accepting new connections (drain); open ones continue. */
+  stopListening(): void {
+    this.accepting = false;
+    for (const ep of this.byKey.values()) ep.server.close();
   }
 
   /** Closes every endpoint. */

@@ -21,7 +21,16 @@ const sha256 = (data: Buffer): string => createHash('sha256').update(data).diges
 async function writeRepeated(res: NodeJS.WritableStream & { writableEnded?: boolean; destroyed?: boolean }, buffer: Buffer, times: number): Promise<void> {
   for (let i = 0; i < times; i++) {
     if (res.destroyed) return;
-    if (!res.write(buffer)) await new Promise<void>((resolve) => { res.once('drain', resolve); res.once('close', resolve); });
+    if (res.write(buffer)) continue;
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        res.off('drain', done);
+        res.off('close', done);
+        resolve();
+      };
+      res.on('drain', done);
+      res.on('close', done);
+    });
   }
 }
 
@@ -277,4 +286,22 @@ t.test('HEAD answers carry the app\'s headers and no body', async (t) => {
   t.equal(res.headers['content-length'], '12345');
   t.equal(res.headers['x-head'], 'yes');
   t.equal(res.body.length, 0);
+});
+
+t.test('a browser that leaves before the app answers destroys the backend stream', async (t) => {
+  const arrived = new EventEmitter();
+  const app = await startApp(t, (req) => arrived.emit('request', req)); // never answers
+  const { backend, port } = await startProxy(t);
+  backend.expose('ab12cd', 3000, app.port, true);
+  const req = request({ host: '127.0.0.1', port, path: '/slow', headers: { host: HOST }, agent: false }).end();
+  req.on('error', () => undefined);
+  const appReq = await once<IncomingMessage>(arrived, 'request');
+  const stream = backend.streams[0]!;
+  const streamClosed = once(stream, 'close');
+  const appSocketClosed = once(appReq.socket, 'close');
+  req.destroy();
+  await streamClosed;
+  await appSocketClosed;
+  t.ok(stream.destroyed, 'the backend stream is destroyed');
+  t.ok(appReq.socket.destroyed, 'the app sees its connection closed');
 });

@@ -66,7 +66,7 @@ export function clientAddress(address: string | undefined): string {
 /**
  * Builds the raw header list sent to the app. Keeps every end-to-end header in its original order
  * and case (including Host), drops hop-by-hop and foreign proxy headers and Content-Length, then
- * appends X-Forwarded-For/Proto/Host, the body framing and `Connection: close`. For upgrades,
+ * appends X-Forwarded-For/Proto/Host, the body framing and `Connection: keep-alive`. For upgrades,
  * `upgrade` is the client's Upgrade value and the list ends with `Connection: Upgrade` and
  * `Upgrade: <value>` instead.
  */
@@ -86,8 +86,11 @@ export function requestHeadersForApp(raw: readonly string[], forwarded: Forwarde
   );
   if (framing.kind === 'length') out.push('Content-Length', framing.length);
   else if (framing.kind === 'chunked') out.push('Transfer-Encoding', 'chunked');
-  // One stream carries one request (no pooling), so the app is told the connection ends with it.
-  if (upgrade === undefined) out.push('Connection', 'close');
+  // One stream carries one request (no pooling) and the proxy ends the stream once the response
+  // is complete. The app is told keep-alive so that it never closes first: an app that answers
+  // early (413) and then closes with part of the body unread resets the connection, which can
+  // destroy its own answer in flight.
+  if (upgrade === undefined) out.push('Connection', 'keep-alive');
   else out.push('Connection', 'Upgrade', 'Upgrade', upgrade);
   return out;
 }

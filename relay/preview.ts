@@ -118,6 +118,7 @@ export class PreviewProxy {
       if (failed) return;
       failed = true;
       req.unpipe(proxyReq);
+      if (!req.complete) req.resume(); // discard the rest of the body; the connection closes
       stream.destroy();
       if (res.writableEnded) return; // the answer was already complete; nothing to repair
       if (res.headersSent) {
@@ -135,6 +136,9 @@ export class PreviewProxy {
         if (!proxyRes.complete) fail(new WarrenError('ERR_WARREN_STREAM_CANCELLED', 'the app response ended early'));
       });
       if (res.destroyed) return;
+      // An app that answers before the whole body arrived (413, 401): close the connection after
+      // the answer rather than keep it alive with a half-read body on it.
+      if (!req.complete) res.shouldKeepAlive = false;
       const headers = responseHeadersForClient(proxyRes.rawHeaders);
       const status = proxyRes.statusCode ?? 502;
       if (proxyRes.statusMessage) res.writeHead(status, proxyRes.statusMessage, headers);
@@ -227,8 +231,8 @@ export class PreviewProxy {
   }
 
   /**
-   * Starts Node's HTTP client over the stream (one stream, one request: Node adds
-   * `Connection: close`). `agent` must stay undefined: with `agent: false` Node 20 builds a fresh
+   * Starts Node's HTTP client over the stream (one stream, one request; the stream is destroyed
+   * when the exchange ends, see handleRequest). `agent` must stay undefined: with `agent: false` Node 20 builds a fresh
    * Agent that ignores `createConnection` and dials host:port itself. Returns null, with the
    * stream destroyed, when Node's client refuses the method, path or a header value.
    */

@@ -55,6 +55,9 @@ t.test('a GET keeps header case, repeated headers and Set-Cookie both ways; Host
   t.same(rawValues(seen!.rawHeaders, 'cookie'), ['sid=abc']);
   t.same(backend.calls.map((c) => c.target), [{ tunnelId: 'ab12cd', port: 3000 }]);
   t.same(backend.calls[0]!.info, { remoteAddress: '127.0.0.1', secure: false, host: HOST });
+  const stream = backend.streams[0]!;
+  if (!stream.destroyed) await once(stream, 'close');
+  t.ok(stream.destroyed, 'the stream is closed once the exchange is complete');
 });
 
 t.test('X-Forwarded-* are replaced, never appended; Forwarded and X-Warren-* from outside are dropped', async (t) => {
@@ -111,7 +114,7 @@ t.test('hop-by-hop headers are stripped both ways, including those named in Conn
     },
   });
   for (const name of ['x-client-hop', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'te', 'trailer', 'upgrade']) t.same(rawValues(seen, name), [], `request: no ${name}`);
-  t.same(rawValues(seen, 'connection'), ['close'], 'the app sees only the proxy\'s own Connection');
+  t.same(rawValues(seen, 'connection'), ['keep-alive'], 'the app sees only the proxy\'s own Connection');
   t.same(rawValues(seen, 'transfer-encoding'), ['chunked'], 'the body is framed again by the proxy');
   t.same(rawValues(seen, 'x-kept'), ['yes']);
   for (const name of ['x-app-hop', 'proxy-authenticate', 'trailer', 'upgrade', 'x-warren-error']) t.same(rawValues(res.rawHeaders, name), [], `response: no ${name}`);
@@ -304,4 +307,24 @@ t.test('a browser that leaves before the app answers destroys the backend stream
   await appSocketClosed;
   t.ok(stream.destroyed, 'the backend stream is destroyed');
   t.ok(appReq.socket.destroyed, 'the app sees its connection closed');
+});
+
+t.test('an app that answers before the upload ends: the client gets the answer, then the connection closes', async (t) => {
+  const app = await startApp(t, (_req, res) => {
+    res.writeHead(413, { 'Content-Type': 'text/plain' });
+    res.end('too large');
+  });
+  const { backend, port } = await startProxy(t);
+  backend.expose('ab12cd', 3000, app.port, true);
+  const req = request({ host: '127.0.0.1', port, method: 'POST', path: '/upload', headers: { host: HOST, 'content-length': String(64 * MB) }, agent: false });
+  req.on('error', () => undefined); // the rest of the upload may hit a closed connection
+  const response = once<IncomingMessage>(req, 'response');
+  req.write(Buffer.alloc(MB));
+  const res = await response;
+  t.equal(res.statusCode, 413);
+  t.equal(res.headers.connection, 'close');
+  let body = '';
+  for await (const chunk of res) body += String(chunk);
+  t.equal(body, 'too large');
+  req.destroy();
 });

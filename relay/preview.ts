@@ -1,24 +1,308 @@
-// Minimal preview forwarding: one stream per request, response piped back. The full proxy
-// (header hygiene, upgrades, error pages) replaces this file.
-import { request, type IncomingMessage, type ServerResponse } from 'node:http';
+/**
+ * The preview proxy: the HTTP layer that carries browser requests for
+ * `{port}-{tunnel}.{domain}` to the app inside a sandbox.
+ *
+ * Each request gets a fresh byte stream from the backend (a multiplexed stream to the agent that
+ * behaves like a TCP connection to the app) and Node's HTTP client speaks HTTP/1.1 over it: one
+ * stream per request, no pooling. Bodies flow both ways as they arrive, with backpressure and no
+ * buffering or compression, so chunked responses and Server-Sent Events reach the browser as the
+ * app writes them. Upgrades (WebSocket) become an opaque byte pipe once the app answers
+ * `101 Switching Protocols`.
+ *
+ * Header policy (see preview-headers.ts): raw header case and repeats are kept; hop-by-hop
+ * headers are removed both ways; X-Forwarded-For/Proto/Host are replaced; X-Warren-* from
+ * outside is removed. `Host` stays the preview host the browser used, not `localhost:PORT`:
+ * dev servers that check Host (Vite's allowedHosts) and apps that build absolute URLs need to see
+ * the name the browser sees.
+ *
+ * Every request is checked (preview-guard.ts) before any stream is opened.
+ */
+import { STATUS_CODES, request as httpRequest, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { WarrenError } from '../protocol/index.js';
 import type { Logger } from '../common/log.js';
-import { parsePreviewHost, type PreviewTarget } from './preview-host.js';
-import { sendError } from './error-page.js';
-export interface PreviewBackend { openStream(target: PreviewTarget, info: { remoteAddress: string; secure: boolean; host: string }): Duplex }
+import { silentLogger } from '../common/log.js';
+import { ERRORS, InvalidArgumentError, WarrenError, type ErrorCode } from '../protocol/errors.js';
+import { renderErrorAnswer, type ErrorContext } from './error-page.js';
+import { admitRequest, type AdmittedRequest } from './preview-guard.js';
+import { clientAddress, flattenHeaders, requestHeadersForApp, responseHeadersForClient, serializeResponseHead } from './preview-headers.js';
+import { normalizeHostname, type PreviewTarget } from './preview-host.js';
+
+export type { PreviewTarget } from './preview-host.js';
+
+/** What the backend learns about the browser connection a stream is opened for. */
+export interface PreviewStreamInfo {
+  /** The browser's address (IPv4-mapped addresses written as IPv4). */
+  remoteAddress: string;
+  /** True when the browser connected over TLS. */
+  secure: boolean;
+  /** The Host header the browser sent, already validated as a preview host of the domain. */
+  host: string;
+}
+
+/** The seam between the HTTP layer and the multiplexer: it opens byte streams to apps. */
+export interface PreviewBackend {
+  /**
+   * Opens a byte stream to the app listening on target.port inside the tunnel's sandbox.
+   * Throws WarrenError ERR_WARREN_TUNNEL_OFFLINE or ERR_WARREN_PORT_NOT_EXPOSED synchronously.
+   * The returned Duplex acts as a fresh TCP connection to the app: it may emit 'error' with a
+   * WarrenError whose code is ERR_WARREN_APP_UNREACHABLE (app refused) before any byte.
+   */
+  openStream(target: PreviewTarget, info: PreviewStreamInfo): Duplex;
+}
+
+/** Options for PreviewProxy. */
+export interface PreviewOptions {
+  /** The relay's preview domain (`preview.example.dev`, or `localhost` in dev). */
+  domain: string;
+  /** Opens streams to apps; called only for requests that passed every check. */
+  backend: PreviewBackend;
+  /** Default: a silent logger. Lines carry tunnelId, port and code; never URLs or headers. */
+  logger?: Logger;
+}
+
+/**
+ * The code for an error raised by the backend, a stream or Node's HTTP client: a Warren code as
+ * it is, a refused TCP connection (a backend that hands out plain sockets) as
+ * ERR_WARREN_APP_UNREACHABLE, anything else as `fallback`.
+ */
+function codeOf(err: unknown, fallback: ErrorCode): ErrorCode {
+  if (err instanceof WarrenError) return err.code;
+  const code = (err as { code?: unknown } | null)?.code;
+  if (code === 'ECONNREFUSED') return 'ERR_WARREN_APP_UNREACHABLE';
+  return typeof code === 'string' && code in ERRORS ? (code as ErrorCode) : fallback;
+}
+
+/** Answers preview requests by proxying them to apps through backend streams. */
 export class PreviewProxy {
-  constructor(private readonly o: { domain: string; backend: PreviewBackend; logger?: Logger }) {}
-  handleRequest(req: IncomingMessage, res: ServerResponse): void {
-    const target = parsePreviewHost(req.headers.host ?? '', this.o.domain);
-    if (!target) return sendError(req, res, new WarrenError('ERR_WARREN_MISDIRECTED'));
-    let stream: Duplex;
-    try { stream = this.o.backend.openStream(target, { remoteAddress: req.socket.remoteAddress ?? '', secure: false, host: req.headers.host ?? '' }); }
-    catch (err) { return sendError(req, res, err as WarrenError); }
-    const preq = request({ createConnection: () => stream, method: req.method, path: req.url, headers: req.headers });
-    preq.on('response', (pres) => { res.writeHead(pres.statusCode ?? 502, pres.headers); pres.pipe(res); });
-    preq.on('error', (err) => { if (!res.headersSent) sendError(req, res, err instanceof WarrenError ? err : new WarrenError('ERR_WARREN_APP_UNREACHABLE')); else res.destroy(); });
-    req.pipe(preq);
+  /** The normalized preview domain. Static after construction. */
+  readonly domain: string;
+  private readonly backend: PreviewBackend;
+  private readonly log: Logger;
+
+  /** Throws InvalidArgumentError when the domain is not a host name or the backend lacks openStream. */
+  constructor(options: PreviewOptions) {
+    const domain = normalizeHostname(options.domain ?? '');
+    if (domain === null) throw new InvalidArgumentError(`domain: "${options.domain}" is not a host name`);
+    if (typeof options.backend?.openStream !== 'function') throw new InvalidArgumentError('backend: an object with openStream(target, info) is required');
+    this.domain = domain;
+    this.backend = options.backend;
+    this.log = options.logger ?? silentLogger();
   }
-  handleUpgrade(_req: IncomingMessage, socket: Duplex, _head: Buffer): void { socket.destroy(); }
+
+  /**
+   * Proxies one request (the http.Server 'request' event). Answers 400/421 without opening a
+   * stream when a check fails, and a coded error answer when the tunnel, port or app cannot be
+   * reached. If the stream fails after the response started, the client connection is destroyed;
+   * if the client goes away, the stream is destroyed.
+   */
+  handleRequest(req: IncomingMessage, res: ServerResponse): void {
+    req.on('error', () => undefined); // client aborts are handled through res 'close'
+    const retry = req.method === 'GET' || req.method === 'HEAD';
+    const admitted = admitRequest(req, this.domain);
+    if (!admitted.ok) {
+      this.log.debug({ code: admitted.code, detail: admitted.detail }, 'preview request rejected');
+      res.shouldKeepAlive = false;
+      this.sendError(req, res, admitted.code, { ...admitted.target, detail: admitted.detail, retry });
+      return;
+    }
+    const context: ErrorContext = { ...admitted.target, retry };
+    const stream = this.open(admitted, req, (code) => this.sendError(req, res, code, context));
+    if (stream === null) return;
+    const proxyReq = this.requestOverStream(stream, req, admitted, requestHeadersForApp(req.rawHeaders, this.info(req, admitted), admitted.framing));
+    if (proxyReq === null) {
+      this.sendError(req, res, 'ERR_WARREN_BAD_REQUEST', { ...context, detail: 'the request cannot be forwarded as HTTP/1.1' });
+      return;
+    }
+    let failed = false;
+    const fail = (err: unknown): void => {
+      if (failed) return;
+      failed = true;
+      req.unpipe(proxyReq);
+      if (!req.complete) req.resume(); // discard the rest of the body; the connection closes
+      stream.destroy();
+      if (res.writableEnded) return; // the answer was already complete; nothing to repair
+      if (res.headersSent) {
+        res.destroy(); // never write an error page into a half-sent body
+        return;
+      }
+      const code = codeOf(err, 'ERR_WARREN_APP_RESPONSE');
+      this.log.debug({ tunnelId: admitted.target.tunnelId, port: admitted.target.port, code }, 'preview stream failed before the response');
+      this.sendError(req, res, code, context);
+    };
+    proxyReq.on('error', fail);
+    proxyReq.on('response', (proxyRes) => {
+      proxyRes.on('error', () => undefined); // an aborted body is handled on 'close' below
+      proxyRes.on('close', () => {
+        if (!proxyRes.complete) fail(new WarrenError('ERR_WARREN_STREAM_CANCELLED', 'the app response ended early'));
+      });
+      if (res.destroyed) return;
+      // An app that answers before the whole body arrived (413, 401): close the connection after
+      // the answer rather than keep it alive with a half-read body on it.
+      if (!req.complete) res.shouldKeepAlive = false;
+      const headers = responseHeadersForClient(proxyRes.rawHeaders);
+      const status = proxyRes.statusCode ?? 502;
+      if (proxyRes.statusMessage) res.writeHead(status, proxyRes.statusMessage, headers);
+      else res.writeHead(status, headers);
+      res.flushHeaders();
+      proxyRes.pipe(res);
+    });
+    res.on('close', () => {
+      // Either the answer is complete or the browser went away: the stream is done in both cases.
+      if (!res.writableFinished) proxyReq.destroy();
+      if (!stream.destroyed) stream.destroy();
+    });
+    req.pipe(proxyReq);
+  }
+
+  /**
+   * Proxies one Upgrade request (the http.Server 'upgrade' event). After the app's real
+   * `101 Switching Protocols` (sent to the client with the app's headers as they are) the
+   * connection is a byte pipe both ways with half-close. Any other answer from the app is relayed
+   * with `Connection: close` and the connection closes after it.
+   */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', (err) => this.log.debug({ err: err.message }, 'preview upgrade client error'));
+    const admitted = admitRequest(req, this.domain, true);
+    if (!admitted.ok) {
+      this.log.debug({ code: admitted.code, detail: admitted.detail }, 'preview upgrade rejected');
+      this.sendRawError(req, socket, admitted.code, { ...admitted.target, detail: admitted.detail, retry: false });
+      return;
+    }
+    const context: ErrorContext = { ...admitted.target, retry: false };
+    const stream = this.open(admitted, req, (code) => this.sendRawError(req, socket, code, context));
+    if (stream === null) return;
+    const headers = requestHeadersForApp(req.rawHeaders, this.info(req, admitted), { kind: 'none' }, req.headers.upgrade ?? '');
+    const proxyReq = this.requestOverStream(stream, req, admitted, headers);
+    if (proxyReq === null) {
+      this.sendRawError(req, socket, 'ERR_WARREN_BAD_REQUEST', { ...context, detail: 'the request cannot be forwarded as HTTP/1.1' });
+      return;
+    }
+    let answered = false;
+    proxyReq.on('upgrade', (proxyRes: IncomingMessage, appStream: Duplex, appHead: Buffer) => {
+      answered = true;
+      this.pipeUpgraded(socket, appStream, proxyRes, appHead, head);
+    });
+    proxyReq.on('response', (proxyRes) => {
+      answered = true;
+      proxyRes.on('error', () => socket.destroy());
+      proxyRes.on('close', () => {
+        if (!proxyRes.complete) socket.destroy();
+      });
+      const raw = [...responseHeadersForClient(proxyRes.rawHeaders), 'Connection', 'close'];
+      socket.write(serializeResponseHead(proxyRes.statusCode ?? 502, proxyRes.statusMessage ?? '', raw));
+      socket.once('finish', () => socket.destroy());
+      proxyRes.pipe(socket); // close-delimited body: the connection ends with it
+    });
+    proxyReq.on('error', (err) => {
+      stream.destroy();
+      if (answered) {
+        socket.destroy();
+        return;
+      }
+      answered = true;
+      this.sendRawError(req, socket, codeOf(err, 'ERR_WARREN_APP_RESPONSE'), context);
+    });
+    socket.on('close', () => {
+      proxyReq.destroy();
+      stream.destroy();
+    });
+    proxyReq.end();
+  }
+
+  /** Opens the backend stream, or answers with the error it threw and returns null. */
+  private open(admitted: AdmittedRequest, req: IncomingMessage, answer: (code: ErrorCode) => void): Duplex | null {
+    if (req.socket.destroyed) return null; // the client left while we looked at its request
+    try {
+      const stream = this.backend.openStream(admitted.target, this.info(req, admitted));
+      stream.on('error', () => undefined); // reported through the HTTP client or the upgrade pipe
+      return stream;
+    } catch (err) {
+      const code = codeOf(err, 'ERR_WARREN_INTERNAL');
+      const fields = { tunnelId: admitted.target.tunnelId, port: admitted.target.port, code };
+      if (code === 'ERR_WARREN_INTERNAL') this.log.warn({ ...fields, err: (err as Error)?.message }, 'preview backend failed to open a stream');
+      else this.log.debug(fields, 'preview stream not opened');
+      answer(code);
+      return null;
+    }
+  }
+
+  private info(req: IncomingMessage, admitted: AdmittedRequest): { remoteAddress: string; secure: boolean; host: string } {
+    return { remoteAddress: clientAddress(req.socket.remoteAddress), secure: admitted.secure, host: admitted.host };
+  }
+
+  /**
+   * Starts Node's HTTP client over the stream (one stream, one request; the stream is destroyed
+   * when the exchange ends, see handleRequest). `agent` must stay undefined: with `agent: false` Node 20 builds a fresh
+   * Agent that ignores `createConnection` and dials host:port itself. Returns null, with the
+   * stream destroyed, when Node's client refuses the method, path or a header value.
+   */
+  private requestOverStream(stream: Duplex, req: IncomingMessage, admitted: AdmittedRequest, headers: string[]): ClientRequest | null {
+    try {
+      return httpRequest({
+        createConnection: () => stream,
+        method: req.method ?? 'GET',
+        path: admitted.path,
+        headers,
+        setHost: false,
+      });
+    } catch (err) {
+      this.log.debug({ tunnelId: admitted.target.tunnelId, port: admitted.target.port, err: (err as Error).message }, 'preview request not forwardable');
+      stream.destroy();
+      return null;
+    }
+  }
+
+  /** Sends the app's 101 to the client, then joins the two byte streams with half-close. */
+  private pipeUpgraded(socket: Duplex, app: Duplex, proxyRes: IncomingMessage, appHead: Buffer, clientHead: Buffer): void {
+    app.on('error', () => socket.destroy());
+    socket.on('error', () => app.destroy());
+    if (socket.destroyed) {
+      app.destroy();
+      return;
+    }
+    socket.write(serializeResponseHead(101, proxyRes.statusMessage || 'Switching Protocols', proxyRes.rawHeaders));
+    if (appHead.length > 0) socket.write(appHead);
+    if (clientHead.length > 0) app.write(clientHead);
+    // A side that ends (FIN) ends the other's writable side only; a side that is destroyed
+    // takes the other with it.
+    app.on('close', () => socket.destroy());
+    socket.on('close', () => app.destroy());
+    app.pipe(socket);
+    socket.pipe(app);
+  }
+
+  /** Writes a coded error answer through a ServerResponse. */
+  private sendError(req: IncomingMessage, res: ServerResponse, code: ErrorCode, context: ErrorContext): void {
+    if (res.headersSent || res.destroyed) {
+      res.destroy();
+      return;
+    }
+    if (bodyPending(req)) {
+      // Close after the answer, and read the rest of the body meanwhile so the client sees it.
+      res.shouldKeepAlive = false;
+      req.resume();
+    }
+    const answer = renderErrorAnswer(code, req.headers.accept, context);
+    res.writeHead(answer.status, flattenHeaders(answer.headers));
+    res.end(req.method === 'HEAD' ? undefined : answer.body);
+  }
+
+  /** Writes a coded error answer on a raw socket (upgrade requests) and closes it. */
+  private sendRawError(req: IncomingMessage, socket: Duplex, code: ErrorCode, context: ErrorContext): void {
+    if (socket.destroyed || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const answer = renderErrorAnswer(code, req.headers.accept, context);
+    const raw = [...flattenHeaders(answer.headers), 'Connection', 'close'];
+    socket.once('finish', () => socket.destroy());
+    socket.end(Buffer.concat([Buffer.from(serializeResponseHead(answer.status, STATUS_CODES[answer.status] ?? 'Error', raw), 'latin1'), answer.body]));
+  }
+}
+
+/** True while a request body is still arriving. */
+function bodyPending(req: IncomingMessage): boolean {
+  if (req.complete) return false;
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }

@@ -11,13 +11,13 @@
  * at once, let open streams finish within the grace period, then close.
  */
 import { once } from 'node:events';
-import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { STATUS_CODES, createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Registry } from 'prom-client';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { acceptSession, WarrenError, webSocketTransport, WS_MAX_MESSAGE_BYTES, WS_SUBPROTOCOL, type MuxStream, type Session, type SessionOptions } from '../protocol/index.js';
+import { acceptSession, WarrenError, webSocketTransport, type ErrorCode, WS_MAX_MESSAGE_BYTES, WS_SUBPROTOCOL, type MuxStream, type Session, type SessionOptions } from '../protocol/index.js';
 import { formatHostPort, type HostPort } from '../common/parse.js';
 import { silentLogger, type Logger } from '../common/log.js';
 import type { TrustedKeys } from '../certs/keys.js';
@@ -27,7 +27,9 @@ import { acceptClient, serveClientSession } from './clients.js';
 import { TcpEndpoints } from './tcp-endpoints.js';
 import { PreviewProxy } from './preview.js';
 import { parsePreviewHost } from './preview-host.js';
-import { sendError } from './error-page.js';
+import { renderErrorAnswer } from './error-page.js';
+import { flattenHeaders, serializeResponseHead } from './preview-headers.js';
+import { onPreviewClientError, previewServerOptions } from './preview-server.js';
 import { RelayMetrics, type SessionRole, type StreamKind } from './metrics.js';
 import { AdminServer, type AdminBackend } from './admin.js';
 
@@ -147,23 +149,17 @@ export class Relay {
       });
     }
     this.wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: WS_MAX_MESSAGE_BYTES + 64 * 1024, skipUTF8Validation: true, clientTracking: false });
-    this.tlsServer = createHttpsServer({ cert: options.tls.cert, key: options.tls.key, minVersion: 'TLSv1.3' });
+    // Timeouts in seconds, not Node's minutes: a slow client must not hold a socket for long.
+    this.tlsServer = createHttpsServer({ ...previewServerOptions(), cert: options.tls.cert, key: options.tls.key, minVersion: 'TLSv1.3' });
     this.setUp(this.tlsServer, true);
-    this.httpServer = options.httpListen ? createHttpServer() : null;
+    this.httpServer = options.httpListen ? createHttpServer(previewServerOptions()) : null;
     if (this.httpServer) this.setUp(this.httpServer, false);
   }
 
   private setUp(server: HttpServer | HttpsServer, secure: boolean): void {
-    // Seconds, not Node's minutes: a slow client must not hold a socket for long.
-    server.headersTimeout = 10_000;
-    server.requestTimeout = 60_000;
-    server.keepAliveTimeout = 5_000;
     server.on('request', (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res, secure));
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head, secure));
-    server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
-      if (socket.writable && err.code !== 'ECONNRESET') socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-      else socket.destroy();
-    });
+    server.on('clientError', onPreviewClientError);
   }
 
   /** Opens the listeners; resolves once they accept connections. */
@@ -253,7 +249,9 @@ export class Relay {
       res.end(`Warren relay for ${this.options.domain}\nAgents connect to wss://<this host>/v1/agent; previews are https://{port}-{tunnel}.${this.options.domain}\n`);
       return;
     }
-    sendError(req, res, new WarrenError('ERR_WARREN_BAD_REQUEST', `no such endpoint: ${req.method} ${new URL(req.url ?? '/', 'http://relay').pathname}`));
+    const answer = renderErrorAnswer('ERR_WARREN_BAD_REQUEST', req.headers.accept, { detail: 'no such endpoint on this relay', retry: false });
+    res.writeHead(404, flattenHeaders(answer.headers));
+    res.end(answer.body);
   }
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, secure: boolean): void {
@@ -264,10 +262,10 @@ export class Relay {
     }
     const path = new URL(req.url ?? '/', 'http://relay').pathname;
     const role = ENDPOINTS.get(path);
-    if (!role) return rejectUpgrade(socket, 404, 'ERR_WARREN_BAD_REQUEST', `no such endpoint: ${path}`);
-    if (this.drainPromise) return rejectUpgrade(socket, 503, 'ERR_WARREN_DRAINING', 'this relay is draining; connect to another one');
+    if (!role) return rejectUpgrade(socket, 'ERR_WARREN_BAD_REQUEST', 'no such endpoint on this relay', 404);
+    if (this.drainPromise) return rejectUpgrade(socket, 'ERR_WARREN_DRAINING', 'this relay is draining; connect to another one');
     const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
-    if (!offered.includes(WS_SUBPROTOCOL)) return rejectUpgrade(socket, 400, 'ERR_WARREN_VERSION', `this relay speaks ${WS_SUBPROTOCOL}; offer it as the WebSocket subprotocol`);
+    if (!offered.includes(WS_SUBPROTOCOL)) return rejectUpgrade(socket, 'ERR_WARREN_VERSION', `this relay speaks ${WS_SUBPROTOCOL}; offer it as the WebSocket subprotocol`);
     this.wss.handleUpgrade(req, socket, head, (ws) => this.onSessionSocket(role, ws, req));
   }
 
@@ -380,7 +378,7 @@ export class Relay {
     this.tcp?.stopListening();
     const sessions = [...this.sessions.keys()];
     for (const s of sessions) s.goAway('ERR_WARREN_DRAINING', { hint, message: 'the relay is draining' });
-    const allClosed = Promise.all(sessions.map((s) => (s.closed ? undefined : once(s, 'close'))));
+    const allClosed = Promise.all(sessions.filter((s) => !s.closed).map((s) => once(s, 'close')));
     let timer: NodeJS.Timeout | undefined;
     const expired = new Promise<'expired'>((resolve) => {
       timer = setTimeout(() => resolve('expired'), graceMs);
@@ -407,9 +405,10 @@ export class Relay {
   }
 }
 
-/** Answers an upgrade request with an HTTP error and closes the socket. */
-function rejectUpgrade(socket: Duplex, status: number, code: string, message: string): void {
-  const reason = status === 404 ? 'Not Found' : status === 503 ? 'Service Unavailable' : 'Bad Request';
-  const body = JSON.stringify({ error: { code, message, status } });
-  socket.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+/** Answers an upgrade request with a coded JSON error (what agents and clients read) and closes the socket. */
+function rejectUpgrade(socket: Duplex, code: ErrorCode, detail: string, status?: number): void {
+  const answer = renderErrorAnswer(code, 'application/json', { detail, retry: false });
+  const headers = [...flattenHeaders(answer.headers), 'Connection', 'close'];
+  const finalStatus = status ?? answer.status;
+  socket.end(Buffer.concat([Buffer.from(serializeResponseHead(finalStatus, STATUS_CODES[finalStatus] ?? 'Error', headers), 'latin1'), answer.body]));
 }

@@ -220,6 +220,8 @@ export class Agent extends EventEmitter {
         this.backoff.reset();
         continue;
       }
+      // A revoked or expired token will be refused again: stop instead of retrying.
+      if (outcome.err && !outcome.err.retryable) throw outcome.err;
       if (this.clock.now() - connectedAt >= (this.options.stableAfterMs ?? 10_000)) this.backoff.reset();
       await this.pause(relay, outcome.err ?? new ConnectionError('ERR_WARREN_SESSION_CLOSED', 'the relay closed the session'));
     }

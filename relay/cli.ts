@@ -17,13 +17,13 @@ interface RelayFlags extends Omit<RawRelayConfig, 'trustKey' | 'revoked'> {
 
 /** Builds the validated config from flags, environment and the config file. */
 export async function relayConfigFromFlags(flags: RelayFlags): Promise<RelayConfig> {
-  const fromFile = flags.config ? await readRelayConfigFile(flags.config) : {};
+  const file = flags.config ? await readRelayConfigFile(flags.config) : { settings: {}, issues: [] };
   const fromFlags: RawRelayConfig = {};
   for (const key of RELAY_SETTINGS) {
     const v = flags[key];
     if (v !== undefined) (fromFlags as Record<string, unknown>)[key] = v;
   }
-  return loadRelayConfig(mergeRelayConfig(fromFile, fromFlags));
+  return loadRelayConfig(mergeRelayConfig(file.settings, fromFlags), file.issues);
 }
 
 /** Adds `warren relay` to the program. */

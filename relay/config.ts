@@ -75,8 +75,37 @@ export interface RelayConfig {
 
 const DOMAIN = /^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
 
-/** Reads a JSON or YAML config file into raw settings; unknown keys are errors. */
-export async function readRelayConfigFile(path: string): Promise<RawRelayConfig> {
+/** Edit distance between two short strings (for "did you mean"). */
+function distance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let diagonal = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const above = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, diagonal + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diagonal = above;
+    }
+  }
+  return row[b.length]!;
+}
+
+/** The known setting closest to `key`, when it is close enough to be a typo. */
+function suggest(key: string): string | undefined {
+  const plain = key.toLowerCase().replace(/[-_]/g, '');
+  let best: { name: string; d: number } | undefined;
+  for (const name of RELAY_SETTINGS) {
+    const d = distance(plain, name.toLowerCase());
+    if (d <= 2 && (!best || d < best.d)) best = { name, d };
+  }
+  return best?.name;
+}
+
+/**
+ * Reads a JSON or YAML config file into raw settings. Problems with single keys (unknown,
+ * wrong type) are returned, not thrown, so they are reported with everything else.
+ */
+export async function readRelayConfigFile(path: string): Promise<{ settings: RawRelayConfig; issues: string[] }> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -89,13 +118,13 @@ export async function readRelayConfigFile(path: string): Promise<RawRelayConfig>
   } catch (err) {
     throw new ConfigError([`config: ${path} is not valid JSON or YAML: ${(err as Error).message.split('\n')[0]}`]);
   }
-  if (value === null || value === undefined) return {};
+  if (value === null || value === undefined) return { settings: {}, issues: [] };
   if (typeof value !== 'object' || Array.isArray(value)) throw new ConfigError([`config: ${path} must hold an object of settings`]);
   const issues: string[] = [];
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(value)) {
     if (!(RELAY_SETTINGS as readonly string[]).includes(k)) {
-      const close = RELAY_SETTINGS.find((s) => s.toLowerCase() === k.toLowerCase().replace(/[-_]/g, ''));
+      const close = suggest(k);
       issues.push(`${k}: unknown setting in ${path}${close ? ` (did you mean "${close}"?)` : ''}`);
       continue;
     }
@@ -109,8 +138,7 @@ export async function readRelayConfigFile(path: string): Promise<RawRelayConfig>
       issues.push(`${k}: must be a string`);
     }
   }
-  if (issues.length > 0) throw new ConfigError(issues);
-  return out;
+  return { settings: out as RawRelayConfig, issues };
 }
 
 /** Layers raw settings: each later layer wins where it sets a value. */
@@ -127,9 +155,9 @@ export function mergeRelayConfig(...layers: RawRelayConfig[]): RawRelayConfig {
 const rawSchema = z.object({
   listen: z.string(),
   httpListen: z.string().optional(),
-  cert: z.string({ error: 'required: the TLS certificate (PEM) for the relay and its preview domain' }),
-  key: z.string({ error: 'required: the TLS private key (PEM)' }),
-  domain: z.string({ error: 'required: the preview domain (previews are {port}-{tunnel}.DOMAIN)' }),
+  cert: z.string().optional(),
+  key: z.string().optional(),
+  domain: z.string().optional(),
   trustKey: z.array(z.string()).optional(),
   publicUrl: z.string().optional(),
   audience: z.string().min(1),
@@ -146,8 +174,8 @@ const rawSchema = z.object({
  * Validates merged raw settings and loads the files they name. Throws one ConfigError listing
  * every problem, each starting with the setting's name.
  */
-export async function loadRelayConfig(raw: RawRelayConfig): Promise<RelayConfig> {
-  const issues: string[] = [];
+export async function loadRelayConfig(raw: RawRelayConfig, earlierIssues: readonly string[] = []): Promise<RelayConfig> {
+  const issues: string[] = [...earlierIssues];
   const parsed = rawSchema.safeParse(mergeRelayConfig(RELAY_DEFAULTS, raw));
   if (!parsed.success) {
     for (const i of parsed.error.issues) issues.push(`${i.path.join('.') || 'config'}: ${i.message}`);
@@ -167,13 +195,18 @@ export async function loadRelayConfig(raw: RawRelayConfig): Promise<RelayConfig>
   const admin = r.admin ? attempt(() => parseHostPort(r.admin!, 'admin')) : undefined;
   const tcpPorts = r.tcpPorts ? attempt(() => parsePortRange(r.tcpPorts!, 'tcpPorts')) : undefined;
   const gracePeriodMs = attempt(() => parseDuration(r.gracePeriod, 'gracePeriod'));
-  const domain = r.domain.toLowerCase().replace(/\.$/, '');
-  if (!DOMAIN.test(domain)) issues.push(`domain: "${r.domain}" is not a domain name`);
+  const domain = (r.domain ?? '').toLowerCase().replace(/\.$/, '');
+  if (r.domain === undefined) issues.push('domain: required: the preview domain (previews are {port}-{tunnel}.DOMAIN)');
+  else if (!DOMAIN.test(domain)) issues.push(`domain: "${r.domain}" is not a domain name`);
   if (r.publicUrl) {
     const ok = attempt(() => new URL(r.publicUrl!));
     if (ok && !/^https?:$/.test(ok.protocol)) issues.push(`publicUrl: must be an http:// or https:// URL`);
   }
-  const readPem = async (file: string, what: 'cert' | 'key'): Promise<string | undefined> => {
+  const readPem = async (file: string | undefined, what: 'cert' | 'key'): Promise<string | undefined> => {
+    if (file === undefined) {
+      issues.push(what === 'cert' ? 'cert: required: the TLS certificate (PEM) for the relay and its preview domain' : 'key: required: the TLS private key (PEM)');
+      return undefined;
+    }
     try {
       const text = await readFile(file, 'utf8');
       if (!text.includes('-----BEGIN')) issues.push(`${what}: ${file} is not a PEM file`);
@@ -203,8 +236,8 @@ export async function loadRelayConfig(raw: RawRelayConfig): Promise<RelayConfig>
     listen,
     httpListen,
     tls: Object.freeze({ cert, key }),
-    certFile: r.cert,
-    keyFile: r.key,
+    certFile: r.cert!,
+    keyFile: r.key!,
     domain,
     trustedKeys,
     publicUrl: r.publicUrl,

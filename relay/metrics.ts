@@ -96,7 +96,7 @@ export class RelayMetrics {
       labelNames: ['result'],
       registers,
     });
-    if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'warren_process_', eventLoopMonitoringPrecision: 20 });
+    if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'warren_', eventLoopMonitoringPrecision: 20 });
   }
 
   /** Counts a refused stream under its (bounded) code. */

@@ -239,8 +239,29 @@ export class Relay {
 
   private onRequest(req: IncomingMessage, res: ServerResponse, secure: boolean): void {
     if (this.drainPromise) res.setHeader('connection', 'close');
-    res.once('finish', () => this.metrics.previewAnswered(res.statusCode));
-    if (parsePreviewHost(req.headers.host ?? '', this.options.domain) || !secure) {
+    const started = performance.now();
+    const target = parsePreviewHost(req.headers.host ?? '', this.options.domain);
+    res.once('close', () => {
+      this.metrics.previewAnswered(res.statusCode);
+      // One access line per request. The query string is never logged: it can carry a token.
+      this.log.info(
+        {
+          event: 'access',
+          method: req.method,
+          host: req.headers.host,
+          path: (req.url ?? '').split('?')[0],
+          status: res.statusCode,
+          code: res.getHeader('x-warren-error'),
+          ms: Math.round((performance.now() - started) * 10) / 10,
+          tunnelId: target?.tunnelId,
+          port: target?.port,
+          remote: req.socket.remoteAddress,
+          finished: res.writableFinished,
+        },
+        'access',
+      );
+    });
+    if (target || !secure) {
       this.preview.handleRequest(req, res);
       return;
     }

@@ -10,6 +10,8 @@ import { makeTestIdentity } from '../helpers/identity.js';
 import { startPythonHttpServer, startTestApp } from '../helpers/apps.js';
 import { previewRequest, startAgentProcess, startRelayProcess, TEST_DOMAIN } from '../helpers/cluster.js';
 import { runWarren, startWarren } from '../helpers/process.js';
+import { WebSocket, WebSocketServer } from 'ws';
+import { once } from 'node:events';
 
 const id = await makeTestIdentity();
 t.teardown(() => id.remove());
@@ -64,6 +66,24 @@ t.test('a Server-Sent Event arrives before the response ends', async (t) => {
     req.end();
   });
   t.match(first, /data: first/);
+});
+
+t.test('a WebSocket echoes through the preview', async (t) => {
+  const wsApp = new WebSocketServer({ server: app.server, path: '/ws' });
+  t.teardown(() => wsApp.close());
+  wsApp.on('connection', (ws) => ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary })));
+  const ws = new WebSocket(`ws://127.0.0.1:${relay.httpPort}/ws`, { headers: { host: appHost } });
+  await once(ws, 'open');
+  const payload = randomBytes(256 * 1024);
+  ws.send(payload);
+  const [echo] = (await once(ws, 'message')) as [Buffer];
+  t.equal(sha(echo), sha(payload), 'a 256 KiB binary message comes back intact');
+  ws.send('hello');
+  const [text, isBinary] = (await once(ws, 'message')) as [Buffer, boolean];
+  t.equal(text.toString(), 'hello');
+  t.equal(isBinary, false);
+  ws.close();
+  await once(ws, 'close');
 });
 
 t.test('200 concurrent requests all succeed', async (t) => {

@@ -10,6 +10,11 @@ export interface TestApp {
   server: Server;
   /** Requests seen, by method and path. */
   requests: { method: string; url: string; headers: Record<string, string | string[] | undefined> }[];
+  /**
+   * Holds the next request for `path` open: resolves, once that request has arrived, with a
+   * function that answers it with `body`.
+   */
+  hold(path: string): Promise<(body: string) => void>;
   close(): Promise<void>;
 }
 
@@ -23,9 +28,16 @@ export interface TestApp {
 export async function startTestApp(): Promise<TestApp> {
   const requests: TestApp['requests'] = [];
   const openSse = new Set<ServerResponse>();
+  const holds = new Map<string, (release: (body: string) => void) => void>();
   const server = createServer((req, res) => {
     requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });
     const url = req.url ?? '/';
+    const hold = holds.get(url);
+    if (hold) {
+      holds.delete(url);
+      hold((body) => res.end(body));
+      return;
+    }
     if (req.method === 'POST' && url === '/sha256') {
       const hash = createHash('sha256');
       let length = 0;
@@ -79,6 +91,7 @@ export async function startTestApp(): Promise<TestApp> {
     port: (server.address() as AddressInfo).port,
     server,
     requests,
+    hold: (path) => new Promise((resolve) => holds.set(path, resolve)),
     close: () =>
       new Promise((resolve) => {
         for (const r of openSse) r.destroy();

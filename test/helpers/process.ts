@@ -8,8 +8,11 @@ export interface Proc {
   child: ChildProcess;
   /** Every stdout and stderr line so far. */
   lines: string[];
-  /** Resolves with the first line (past or future) matching `pattern`; rejects if the process exits first. */
-  waitFor(pattern: RegExp, timeoutMs?: number): Promise<string>;
+  /**
+   * Resolves with the first line matching `pattern` at index `after` or later (past or future
+   * lines); rejects if the process exits first.
+   */
+  waitFor(pattern: RegExp, timeoutMs?: number, after?: number): Promise<string>;
   /** Resolves with the exit code (or the signal's name). */
   exited: Promise<number | string>;
   /** Sends `signal` and waits for the exit. */
@@ -20,11 +23,11 @@ export interface Proc {
 export function startProcess(command: string, args: string[], env: Record<string, string> = {}, cwd?: string): Proc {
   const child = spawn(command, args, { env: { ...process.env, ...env }, cwd, stdio: ['pipe', 'pipe', 'pipe'] });
   const lines: string[] = [];
-  const waiters: { pattern: RegExp; resolve: (l: string) => void }[] = [];
+  const waiters: { pattern: RegExp; after: number; resolve: (l: string) => void }[] = [];
   const onLine = (line: string): void => {
     lines.push(line);
     for (const w of [...waiters]) {
-      if (w.pattern.test(line)) {
+      if (lines.length - 1 >= w.after && w.pattern.test(line)) {
         waiters.splice(waiters.indexOf(w), 1);
         w.resolve(line);
       }
@@ -37,13 +40,14 @@ export function startProcess(command: string, args: string[], env: Record<string
     child,
     lines,
     exited,
-    waitFor(pattern, timeoutMs = 20_000) {
-      const seen = lines.find((l) => pattern.test(l));
+    waitFor(pattern, timeoutMs = 20_000, after = 0) {
+      const seen = lines.slice(after).find((l) => pattern.test(l));
       if (seen !== undefined) return Promise.resolve(seen);
       return new Promise((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error(`no line matching ${pattern} within ${timeoutMs} ms; output:\n${lines.join('\n')}`)), timeoutMs);
         const w = {
           pattern,
+          after,
           resolve: (l: string) => {
             clearTimeout(timer);
             resolve(l);

@@ -138,7 +138,7 @@ export async function readRelayConfigFile(path: string): Promise<{ settings: Raw
       issues.push(`${k}: must be a string`);
     }
   }
-  return { settings: out as RawRelayConfig, issues };
+  return { settings: out, issues };
 }
 
 /** Layers raw settings: each later layer wins where it sets a value. */

@@ -6,6 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { envOption, repeatableOption, runAction } from '../common/cli.js';
+import { parseDuration } from '../common/parse.js';
 import { ConfigError, WarrenError } from '../protocol/index.js';
 import { Agent, type AgentEvent, type PortSpec } from './agent.js';
 import { mergePortSpecs, parsePortFlag, parseTcpFlag, tokenProblems } from './config.js';
@@ -16,6 +17,8 @@ interface AgentFlags {
   ca?: string;
   port?: string[];
   tcp?: string[];
+  keepalive?: string;
+  maxStreams?: string;
   json?: boolean;
 }
 
@@ -59,6 +62,8 @@ export function registerAgentCommand(program: Command): void {
     .addOption(envOption('--ca <file>', "CA certificate (PEM) to trust for the relay, e.g. a dev CA's ca.pem"))
     .addOption(repeatableOption('--port <port[:private]>', 'loopback port to expose with a preview URL; :private needs a viewer token'))
     .addOption(repeatableOption('--tcp <port[:allow=CIDR+CIDR]>', 'loopback port to expose as a raw TCP endpoint on the relay'))
+    .addOption(envOption('--keepalive <duration>', 'keepalive PING interval; a silent relay is dropped within two (default 15s)'))
+    .addOption(envOption('--max-streams <n>', 'most streams (connections to your apps) open at once; more are refused (default 1024)'))
     .option('--json', 'print JSON lines (events) instead of text')
     .addHelpText(
       'after',
@@ -89,6 +94,15 @@ export function registerAgentCommand(program: Command): void {
             }
           }
           if (specs.length === 0 && problems.length === 0) problems.push('--port: at least one port to expose is needed (or --tcp)');
+          let keepaliveMs: number | undefined;
+          try {
+            if (flags.keepalive !== undefined) keepaliveMs = parseDuration(flags.keepalive, '--keepalive');
+            if (keepaliveMs !== undefined && keepaliveMs < 100) problems.push('--keepalive: must be at least 100ms');
+          } catch (err) {
+            problems.push((err as ConfigError).message);
+          }
+          const maxStreams = flags.maxStreams === undefined ? undefined : Number(flags.maxStreams);
+          if (maxStreams !== undefined && (!Number.isInteger(maxStreams) || maxStreams < 1 || maxStreams > 1_048_576)) problems.push(`--max-streams: "${flags.maxStreams}" is not a whole number from 1 to 1048576`);
           const ports = mergePortSpecs(specs);
           if (flags.token && problems.length === 0) problems.push(...tokenProblems(flags.token, ports, Date.now()));
           if (problems.length > 0) throw new ConfigError(problems);
@@ -100,7 +114,11 @@ export function registerAgentCommand(program: Command): void {
               throw new ConfigError([`--ca: cannot read ${flags.ca}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`]);
             }
           }
-          const agent = new Agent({ relays: flags.relay!, token: flags.token!, ca, ports, software: AGENT_SOFTWARE });
+          const session = {
+            ...(keepaliveMs === undefined ? {} : { keepaliveIntervalMs: keepaliveMs, keepaliveTimeoutMs: keepaliveMs }),
+            ...(maxStreams === undefined ? {} : { maxStreams, maxPendingOpens: Math.min(512, maxStreams) }),
+          };
+          const agent = new Agent({ relays: flags.relay!, token: flags.token!, ca, ports, software: AGENT_SOFTWARE, session });
           agent.on('event', (e: AgentEvent) => {
             process.stdout.write(`${flags.json ? JSON.stringify(e) : describeAgentEvent(e, ports)}\n`);
           });

@@ -52,6 +52,11 @@ export function registerRelayCommand(program: Command): void {
     .addOption(envOption('--grace-period <duration>', `how long a draining relay waits for open streams (default ${RELAY_DEFAULTS.gracePeriod})`))
     .addOption(envOption('--log-level <level>', `fatal, error, warn, info, debug, trace or silent (default ${RELAY_DEFAULTS.logLevel})`))
     .addOption(repeatableOption('--revoked <jti>', 'token id (jti) to refuse; repeatable'))
+    .addOption(envOption('--keepalive <duration>', `keepalive PING interval; a silent agent is dropped within two (default ${RELAY_DEFAULTS.keepalive})`))
+    .addOption(envOption('--max-streams <n>', `concurrent streams per agent or client session (default ${RELAY_DEFAULTS.maxStreams})`))
+    .addOption(envOption('--headers-timeout <duration>', `time to receive a request head (default ${RELAY_DEFAULTS.headersTimeout})`))
+    .addOption(envOption('--request-timeout <duration>', `time to receive a whole request, body included (default ${RELAY_DEFAULTS.requestTimeout})`))
+    .addOption(envOption('--idle-timeout <duration>', `close connections where nothing moves either way, WebSockets included (default ${RELAY_DEFAULTS.idleTimeout})`))
     .addOption(envOption('--config <file>', 'JSON or YAML file with the same settings (flags win over it)'))
     .option('--check-config', 'validate the configuration, print the problems, and exit (0 when valid)')
     .addHelpText(
@@ -83,6 +88,8 @@ export function registerRelayCommand(program: Command): void {
           admin: config.admin,
           adminToken: config.adminToken,
           gracePeriodMs: config.gracePeriodMs,
+          timeouts: { headersMs: config.headersTimeoutMs, requestMs: config.requestTimeoutMs, idleMs: config.idleTimeoutMs },
+          session: { keepaliveIntervalMs: config.keepaliveMs, keepaliveTimeoutMs: config.keepaliveMs, maxStreams: config.maxStreams, maxPendingOpens: Math.min(512, config.maxStreams) },
           logger,
         });
         await relay.start();

@@ -29,6 +29,11 @@ export interface RawRelayConfig {
   gracePeriod?: string;
   logLevel?: string;
   revoked?: string[];
+  keepalive?: string;
+  headersTimeout?: string;
+  requestTimeout?: string;
+  idleTimeout?: string;
+  maxStreams?: string;
 }
 
 /** The keys a config file may use: the long flag names in camelCase. */
@@ -48,10 +53,25 @@ export const RELAY_SETTINGS = [
   'gracePeriod',
   'logLevel',
   'revoked',
+  'keepalive',
+  'headersTimeout',
+  'requestTimeout',
+  'idleTimeout',
+  'maxStreams',
 ] as const satisfies readonly (keyof RawRelayConfig)[];
 
 /** Defaults for settings not given anywhere. */
-export const RELAY_DEFAULTS = { listen: '0.0.0.0:443', audience: 'warren', gracePeriod: '30s', logLevel: 'info' } as const;
+export const RELAY_DEFAULTS = {
+  listen: '0.0.0.0:443',
+  audience: 'warren',
+  gracePeriod: '30s',
+  logLevel: 'info',
+  keepalive: '15s',
+  headersTimeout: '10s',
+  requestTimeout: '60s',
+  idleTimeout: '10m',
+  maxStreams: '1024',
+} as const;
 
 /** A validated relay configuration, files loaded. */
 export interface RelayConfig {
@@ -71,6 +91,13 @@ export interface RelayConfig {
   readonly gracePeriodMs: number;
   readonly logLevel: string;
   readonly revoked: readonly string[];
+  /** Keepalive PING interval; a silent peer is dropped within two. */
+  readonly keepaliveMs: number;
+  readonly headersTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  /** Concurrent streams per agent or client session. */
+  readonly maxStreams: number;
 }
 
 const DOMAIN = /^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
@@ -168,6 +195,11 @@ const rawSchema = z.object({
   gracePeriod: z.string(),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
   revoked: z.array(z.string()).optional(),
+  keepalive: z.string(),
+  headersTimeout: z.string(),
+  requestTimeout: z.string(),
+  idleTimeout: z.string(),
+  maxStreams: z.string(),
 });
 
 /**
@@ -195,6 +227,16 @@ export async function loadRelayConfig(raw: RawRelayConfig, earlierIssues: readon
   const admin = r.admin ? attempt(() => parseHostPort(r.admin!, 'admin')) : undefined;
   const tcpPorts = r.tcpPorts ? attempt(() => parsePortRange(r.tcpPorts!, 'tcpPorts')) : undefined;
   const gracePeriodMs = attempt(() => parseDuration(r.gracePeriod, 'gracePeriod'));
+  const keepaliveMs = attempt(() => parseDuration(r.keepalive, 'keepalive'));
+  const headersTimeoutMs = attempt(() => parseDuration(r.headersTimeout, 'headersTimeout'));
+  const requestTimeoutMs = attempt(() => parseDuration(r.requestTimeout, 'requestTimeout'));
+  const idleTimeoutMs = attempt(() => parseDuration(r.idleTimeout, 'idleTimeout'));
+  const maxStreams = Number(r.maxStreams);
+  if (!Number.isInteger(maxStreams) || maxStreams < 1 || maxStreams > 1_048_576) issues.push(`maxStreams: "${r.maxStreams}" is not a whole number from 1 to 1048576`);
+  if (keepaliveMs !== undefined && keepaliveMs < 100) issues.push('keepalive: must be at least 100ms');
+  if (headersTimeoutMs !== undefined && requestTimeoutMs !== undefined && requestTimeoutMs !== 0 && requestTimeoutMs < headersTimeoutMs) {
+    issues.push('requestTimeout: must not be shorter than headersTimeout (the whole request includes its head)');
+  }
   const domain = (r.domain ?? '').toLowerCase().replace(/\.$/, '');
   if (r.domain === undefined) issues.push('domain: required: the preview domain (previews are {port}-{tunnel}.DOMAIN)');
   else if (!DOMAIN.test(domain)) issues.push(`domain: "${r.domain}" is not a domain name`);
@@ -231,7 +273,7 @@ export async function loadRelayConfig(raw: RawRelayConfig, earlierIssues: readon
     const onlyTrust = issues.length === 1 && issues[0]!.startsWith('trustKey: required');
     throw new ConfigError(issues, onlyTrust ? 'ERR_WARREN_NO_TRUST_KEYS' : 'ERR_WARREN_CONFIG');
   }
-  if (!listen || !cert || !key || !trustedKeys || gracePeriodMs === undefined) throw new WarrenError('ERR_WARREN_INTERNAL', 'config validation lost a value');
+  if (!listen || !cert || !key || !trustedKeys || gracePeriodMs === undefined || keepaliveMs === undefined || headersTimeoutMs === undefined || requestTimeoutMs === undefined || idleTimeoutMs === undefined) throw new WarrenError('ERR_WARREN_INTERNAL', 'config validation lost a value');
   return Object.freeze({
     listen,
     httpListen,
@@ -249,5 +291,10 @@ export async function loadRelayConfig(raw: RawRelayConfig, earlierIssues: readon
     gracePeriodMs,
     logLevel: r.logLevel,
     revoked: Object.freeze([...(r.revoked ?? [])]),
+    keepaliveMs,
+    headersTimeoutMs,
+    requestTimeoutMs,
+    idleTimeoutMs,
+    maxStreams,
   });
 }

@@ -58,6 +58,8 @@ export interface PreviewOptions {
   backend: PreviewBackend;
   /** Default: a silent logger. Lines carry tunnelId, port and code; never URLs or headers. */
   logger?: Logger;
+  /** An upgraded connection (WebSocket) with no traffic either way for this long is closed; default 10 min, 0 for never. */
+  upgradeIdleTimeoutMs?: number;
 }
 
 /**
@@ -78,6 +80,7 @@ export class PreviewProxy {
   readonly domain: string;
   private readonly backend: PreviewBackend;
   private readonly log: Logger;
+  private readonly upgradeIdleTimeoutMs: number;
 
   /** Throws InvalidArgumentError when the domain is not a host name or the backend lacks openStream. */
   constructor(options: PreviewOptions) {
@@ -87,6 +90,7 @@ export class PreviewProxy {
     this.domain = domain;
     this.backend = options.backend;
     this.log = options.logger ?? silentLogger();
+    this.upgradeIdleTimeoutMs = options.upgradeIdleTimeoutMs ?? 10 * 60_000;
   }
 
   /**
@@ -263,6 +267,15 @@ export class PreviewProxy {
     socket.write(serializeResponseHead(101, proxyRes.statusMessage || 'Switching Protocols', proxyRes.rawHeaders));
     if (appHead.length > 0) socket.write(appHead);
     if (clientHead.length > 0) app.write(clientHead);
+    // An idle upgraded connection holds a socket and a stream: close it after the idle timeout.
+    const idle = this.upgradeIdleTimeoutMs;
+    if (idle > 0 && 'setTimeout' in socket) {
+      (socket as Duplex & { setTimeout(ms: number): void }).setTimeout(idle);
+      socket.once('timeout', () => {
+        this.log.debug({ event: 'upgrade_idle', code: 'ERR_WARREN_TIMEOUT' }, 'idle upgraded connection closed');
+        socket.destroy();
+      });
+    }
     // A side that ends (FIN) ends the other's writable side only; a side that is destroyed
     // takes the other with it.
     app.on('close', () => socket.destroy());

@@ -70,8 +70,22 @@ export interface RelayOptions {
   adminToken?: string;
   /** Default grace period of a drain; default 30 s. */
   gracePeriodMs?: number;
+  /** HTTP timeouts of the listeners (slow clients). */
+  timeouts?: RelayTimeouts;
   /** Token clock in ms (tests). */
   now?: () => number;
+}
+
+/** How long slow or idle clients may hold a connection. */
+export interface RelayTimeouts {
+  /** To receive a request's head; default 10 s. */
+  headersMs?: number;
+  /** To receive a whole request, body included; default 60 s. */
+  requestMs?: number;
+  /** Idle keep-alive connection between requests; default 5 s. */
+  keepAliveMs?: number;
+  /** No bytes moving either way on a connection (a client that stops reading, an idle WebSocket); default 10 min. */
+  idleMs?: number;
 }
 
 /** Options of a drain. */
@@ -131,6 +145,7 @@ export class Relay {
     this.preview = new PreviewProxy({
       domain: options.domain,
       logger: this.log,
+      upgradeIdleTimeoutMs: options.timeouts?.idleMs,
       backend: {
         openStream: (target, info) => this.openToAgent('preview', target.tunnelId, target.port, { src: 'preview', ip: info.remoteAddress }),
       },
@@ -150,13 +165,17 @@ export class Relay {
     }
     this.wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: WS_MAX_MESSAGE_BYTES + 64 * 1024, skipUTF8Validation: true, clientTracking: false });
     // Timeouts in seconds, not Node's minutes: a slow client must not hold a socket for long.
-    this.tlsServer = createHttpsServer({ ...previewServerOptions(), cert: options.tls.cert, key: options.tls.key, minVersion: 'TLSv1.3' });
+    const t = options.timeouts ?? {};
+    const serverOptions = previewServerOptions({ headersTimeoutMs: t.headersMs, requestTimeoutMs: t.requestMs, keepAliveTimeoutMs: t.keepAliveMs });
+    this.tlsServer = createHttpsServer({ ...serverOptions, cert: options.tls.cert, key: options.tls.key, minVersion: 'TLSv1.3' });
     this.setUp(this.tlsServer, true);
-    this.httpServer = options.httpListen ? createHttpServer(previewServerOptions()) : null;
+    this.httpServer = options.httpListen ? createHttpServer(serverOptions) : null;
     if (this.httpServer) this.setUp(this.httpServer, false);
   }
 
   private setUp(server: HttpServer | HttpsServer, secure: boolean): void {
+    // A connection where nothing moves (a client that stopped reading) is closed after this.
+    server.timeout = this.options.timeouts?.idleMs ?? 10 * 60_000;
     server.on('request', (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res, secure));
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head, secure));
     server.on('clientError', onPreviewClientError);

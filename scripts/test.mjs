@@ -3,7 +3,7 @@
 // suite (or the files named on the command line) and ends with the line `N passed, N failed`.
 // Build and lint count as one test each.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -40,12 +40,16 @@ step('lint', 'npm', ['run', 'lint', '--silent']);
 const files = process.argv.slice(2).map((f) => f.replace(/^(\.\/)?(?!dist\/)/, 'dist/').replace(/\.ts$/, '.js'));
 const dir = mkdtempSync(join(tmpdir(), 'warren-tap-'));
 const tallyFile = join(dir, 'tally.json');
+const logDir = join(dir, 'logs');
+const secretsFile = join(dir, 'secrets.jsonl');
+mkdirSync(logDir);
+writeFileSync(secretsFile, '');
 const started = Date.now();
 // Suites that hold many sockets (reconnect storms, 1,000 streams) need more than the default 1,024 descriptors.
 const tap = spawnSync('bash', ['-c', 'ulimit -n 20000 2>/dev/null || ulimit -n 4096 2>/dev/null; exec npx tap --reporter=./scripts/tap-report.mjs "$@"', 'tap', ...files], {
   cwd: root,
   stdio: 'inherit',
-  env: { ...process.env, WARREN_TAP_TALLY: tallyFile },
+  env: { ...process.env, WARREN_TAP_TALLY: tallyFile, WARREN_TEST_LOG_DIR: logDir, WARREN_TEST_SECRETS_FILE: secretsFile },
 });
 let tally;
 try {
@@ -53,9 +57,11 @@ try {
 } catch {
   tally = { passed: 0, failed: 1, skipped: 0, files: 0, failedFiles: ['(tap produced no report)'] };
 }
-rmSync(dir, { recursive: true, force: true });
 if (tap.status !== 0 && tally.failed === 0) tally.failed = 1;
 passed += tally.passed;
 failed += tally.failed;
+// One more test over the whole suite: no process output contains a token or key it used.
+step('no token or key fragment in any log line of the suite', 'node', ['scripts/check-secrets.mjs', secretsFile, logDir]);
+rmSync(dir, { recursive: true, force: true });
 console.log(`tap: ${tally.files} files, ${tally.skipped} skipped, ${((Date.now() - started) / 1000).toFixed(0)}s${tally.failedFiles.length ? `; failed: ${tally.failedFiles.join(', ')}` : ''}`);
 finish();

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createDevCa, issueCertificate } from '../../certs/ca.js';
@@ -8,6 +8,12 @@ import { issueToken, type Role, type WarrenClaims } from '../../certs/token.js';
 
 /** Hosts the test relay certificate covers. */
 export const TEST_RELAY_HOSTS = ['localhost', '127.0.0.1', '::1', 'relay.test', '*.preview.test'];
+
+/** Records a secret for npm test's after-suite check that no log line of the suite contains it. */
+export function recordSecret(secret: string): void {
+  const file = process.env.WARREN_TEST_SECRETS_FILE;
+  if (file) appendFileSync(file, `${JSON.stringify(secret)}\n`);
+}
 
 /** A dev CA, a relay certificate, an issuer key pair, all written to a temporary folder. */
 export interface TestIdentity {
@@ -46,6 +52,9 @@ export async function makeTestIdentity(): Promise<TestIdentity> {
   writeFileSync(files.issuerKeyFile, keys.privateKeyPem, { mode: 0o600 });
   writeFileSync(files.issuerPubFile, keys.publicKeyPem);
   const issuer = parseIssuerKey(keys.privateKeyPem, 'issuer.key');
+  recordSecret(keys.privateKeyPem);
+  recordSecret(leaf.keyPem);
+  recordSecret(ca.keyPem);
   return {
     dir,
     ...files,
@@ -57,7 +66,9 @@ export async function makeTestIdentity(): Promise<TestIdentity> {
     token(role, tunnel, ports, extra = {}) {
       const { ttl = 3600, ...claims } = extra;
       const now = Math.floor(Date.now() / 1000);
-      return issueToken(issuer, { sub: tunnel, role, ports, aud: 'warren', iat: now, exp: now + ttl, jti: randomBytes(8).toString('hex'), ...claims });
+      const token = issueToken(issuer, { sub: tunnel, role, ports, aud: 'warren', iat: now, exp: now + ttl, jti: randomBytes(8).toString('hex'), ...claims });
+      recordSecret(token);
+      return token;
     },
     remove: () => rmSync(dir, { recursive: true, force: true }),
   };

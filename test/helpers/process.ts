@@ -1,4 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { appendFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { warrenBin } from './paths.js';
@@ -23,9 +25,13 @@ export interface Proc {
 export function startProcess(command: string, args: string[], env: Record<string, string> = {}, cwd?: string): Proc {
   const child = spawn(command, args, { env: { ...process.env, ...env }, cwd, stdio: ['pipe', 'pipe', 'pipe'] });
   const lines: string[] = [];
+  // npm test collects every child's output so the suite can prove no secret was ever logged.
+  const logDir = process.env.WARREN_TEST_LOG_DIR;
+  const logFile = logDir ? join(logDir, `${process.pid}-${child.pid ?? 'x'}-${Date.now()}.log`) : undefined;
   const waiters: { pattern: RegExp; after: number; resolve: (l: string) => void }[] = [];
   const onLine = (line: string): void => {
     lines.push(line);
+    if (logFile) appendFileSync(logFile, `${line}\n`);
     for (const w of [...waiters]) {
       if (lines.length - 1 >= w.after && w.pattern.test(line)) {
         waiters.splice(waiters.indexOf(w), 1);

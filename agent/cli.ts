@@ -52,9 +52,9 @@ export function registerAgentCommand(program: Command): void {
     .command('agent')
     .summary('expose loopback ports of this machine through a relay')
     .description(
-      'Dials out to a relay over TLS and serves preview URLs, client streams and raw TCP endpoints for\n' +
-        'the listed loopback ports. Only 127.0.0.1 / ::1 and only the listed ports (which the token must\n' +
-        'allow) are ever dialed. Reconnects with backoff after any failure. Set the token in WARREN_TOKEN\n' +
+      'Dials out to a relay over TLS and serves preview URLs, client streams and raw TCP endpoints for ' +
+        'the listed loopback ports. Only 127.0.0.1 / ::1 and only the listed ports (which the token must ' +
+        'allow) are ever dialed. Reconnects with backoff after any failure. Set the token in WARREN_TOKEN ' +
         'rather than on the command line.',
     )
     .addOption(repeatableOption('--relay <url>', 'relay URL (wss://host:port); repeat for failover'))

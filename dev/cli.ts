@@ -26,9 +26,9 @@ export function registerDevCommand(program: Command): void {
     .command('dev')
     .summary('run a relay, an agent and a demo app locally, and print a preview URL')
     .description(
-      'Starts a relay on 127.0.0.1 and an agent that dials it over real TLS, then prints a preview URL\n' +
-        '(http://{port}-{tunnel}.localhost:HTTP_PORT/) that opens in a browser and with curl. Without\n' +
-        '--port it also serves a small demo app (page, Server-Sent Events, WebSocket echo). The dev CA,\n' +
+      'Starts a relay on 127.0.0.1 and an agent that dials it over real TLS, then prints a preview URL ' +
+        '(http://{port}-{tunnel}.localhost:HTTP_PORT/) that opens in a browser and with curl. Without ' +
+        '--port it also serves a small demo app (page, Server-Sent Events, WebSocket echo). The dev CA, ' +
         'keys and tunnel id are kept in --state-dir so the URL stays the same across restarts.',
     )
     .addOption(repeatableOption('--port <port>', 'port of an app you already run on 127.0.0.1 (repeatable); default: the demo app'))

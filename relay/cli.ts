@@ -32,9 +32,9 @@ export function registerRelayCommand(program: Command): void {
     .command('relay')
     .summary('run a relay: agents dial in, previews and clients reach them')
     .description(
-      'Runs the relay daemon. Agents connect to wss://HOST/v1/agent with an agent token; browsers open\n' +
-        'https://{port}-{tunnel}.DOMAIN previews; tools connect through /v1/connect. Every flag can also be\n' +
-        'set as WARREN_<FLAG> (WARREN_TRUST_KEY=a.pub,b.pub) or in --config FILE (JSON or YAML, camelCase\n' +
+      'Runs the relay daemon. Agents connect to wss://HOST/v1/agent with an agent token; browsers open ' +
+        'https://{port}-{tunnel}.DOMAIN previews; tools connect through /v1/connect. Every flag can also be ' +
+        'set as WARREN_<FLAG> (WARREN_TRUST_KEY=a.pub,b.pub) or in --config FILE (JSON or YAML, camelCase ' +
         'keys: listen, httpListen, trustKey: [...]). The relay refuses to start without a trusted key.',
     )
     .addOption(envOption('--listen <host:port>', `TLS listener for agents, clients and HTTPS previews (default ${RELAY_DEFAULTS.listen})`))

@@ -3,10 +3,9 @@
  * of each port once connected (JSON lines with --json), says why it retries, and exits 0 on
  * SIGINT/SIGTERM after letting open streams finish.
  */
-import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { envOption, repeatableOption, runAction } from '../common/cli.js';
-import { parseDuration } from '../common/parse.js';
+import { collectProblem, envOption, readFlagFile, repeatableOption, runAction } from '../common/cli.js';
+import { parseCount, parseDuration } from '../common/parse.js';
 import { ConfigError, WarrenError } from '../protocol/index.js';
 import { Agent, type AgentEvent, type PortSpec } from './agent.js';
 import { mergePortSpecs, parsePortFlag, parseTcpFlag, tokenProblems } from './config.js';
@@ -78,42 +77,18 @@ export function registerAgentCommand(program: Command): void {
           const problems: string[] = [];
           if (!flags.relay?.length) problems.push('--relay: required (or WARREN_RELAY)');
           if (!flags.token) problems.push('--token: required (or WARREN_TOKEN)');
-          const specs: PortSpec[] = [];
-          for (const p of flags.port ?? []) {
-            try {
-              specs.push(parsePortFlag(p));
-            } catch (err) {
-              problems.push((err as ConfigError).message);
-            }
-          }
-          for (const p of flags.tcp ?? []) {
-            try {
-              specs.push(parseTcpFlag(p));
-            } catch (err) {
-              problems.push((err as ConfigError).message);
-            }
-          }
+          const specs = [
+            ...(flags.port ?? []).map((p) => collectProblem(problems, () => parsePortFlag(p))),
+            ...(flags.tcp ?? []).map((p) => collectProblem(problems, () => parseTcpFlag(p))),
+          ].filter((spec): spec is PortSpec => spec !== undefined);
           if (specs.length === 0 && problems.length === 0) problems.push('--port: at least one port to expose is needed (or --tcp)');
-          let keepaliveMs: number | undefined;
-          try {
-            if (flags.keepalive !== undefined) keepaliveMs = parseDuration(flags.keepalive, '--keepalive');
-            if (keepaliveMs !== undefined && keepaliveMs < 100) problems.push('--keepalive: must be at least 100ms');
-          } catch (err) {
-            problems.push((err as ConfigError).message);
-          }
-          const maxStreams = flags.maxStreams === undefined ? undefined : Number(flags.maxStreams);
-          if (maxStreams !== undefined && (!Number.isInteger(maxStreams) || maxStreams < 1 || maxStreams > 1_048_576)) problems.push(`--max-streams: "${flags.maxStreams}" is not a whole number from 1 to 1048576`);
+          const keepaliveMs = flags.keepalive === undefined ? undefined : collectProblem(problems, () => parseDuration(flags.keepalive!, '--keepalive'));
+          if (keepaliveMs !== undefined && keepaliveMs < 100) problems.push('--keepalive: must be at least 100ms');
+          const maxStreams = flags.maxStreams === undefined ? undefined : collectProblem(problems, () => parseCount(flags.maxStreams!, '--max-streams'));
           const ports = mergePortSpecs(specs);
           if (flags.token && problems.length === 0) problems.push(...tokenProblems(flags.token, ports, Date.now()));
           if (problems.length > 0) throw new ConfigError(problems);
-          let ca: string | undefined;
-          if (flags.ca) {
-            try {
-              ca = await readFile(flags.ca, 'utf8');
-            } catch (err) {
-              throw new ConfigError([`--ca: cannot read ${flags.ca}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`]);
-            }
-          }
+          const ca = await readFlagFile('--ca', flags.ca);
           const session = {
             ...(keepaliveMs === undefined ? {} : { keepaliveIntervalMs: keepaliveMs, keepaliveTimeoutMs: keepaliveMs }),
             ...(maxStreams === undefined ? {} : { maxStreams, maxPendingOpens: Math.min(512, maxStreams) }),

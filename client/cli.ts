@@ -4,9 +4,8 @@
  * stream on standard input and output (for `ssh -o ProxyCommand=...`).
  */
 import { createServer, type Socket } from 'node:net';
-import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { envOption, runAction } from '../common/cli.js';
+import { collectProblem, envOption, readFlagFile, runAction } from '../common/cli.js';
 import { joinSocket } from '../common/join.js';
 import { formatHostPort, parseHostPort, parsePort, type HostPort } from '../common/parse.js';
 import { ConfigError, WarrenError } from '../protocol/index.js';
@@ -124,32 +123,13 @@ export function registerConnectCommand(program: Command): void {
       runAction(
         async (target: string, flags: ConnectFlags) => {
           const problems: string[] = [];
-          let parsed: { tunnel: string; port: number } | undefined;
-          try {
-            parsed = parseTarget(target);
-          } catch (err) {
-            problems.push((err as ConfigError).message);
-          }
+          const parsed = collectProblem(problems, () => parseTarget(target));
           if (!flags.relay) problems.push('--relay: required (or WARREN_RELAY)');
           if (!flags.token) problems.push('--token: required (or WARREN_TOKEN)');
           if (!flags.listen === !flags.stdio) problems.push('choose one of --listen HOST:PORT or --stdio');
-          let at: HostPort | undefined;
-          if (flags.listen) {
-            try {
-              at = parseHostPort(flags.listen, '--listen');
-            } catch (err) {
-              problems.push((err as ConfigError).message);
-            }
-          }
+          const at = flags.listen ? collectProblem(problems, () => parseHostPort(flags.listen!, '--listen')) : undefined;
           if (problems.length > 0) throw new ConfigError(problems);
-          let ca: string | undefined;
-          if (flags.ca) {
-            try {
-              ca = await readFile(flags.ca, 'utf8');
-            } catch (err) {
-              throw new ConfigError([`--ca: cannot read ${flags.ca}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`]);
-            }
-          }
+          const ca = await readFlagFile('--ca', flags.ca);
           const options: ClientOptions = { relay: flags.relay!, token: flags.token!, tunnel: parsed!.tunnel, ports: [parsed!.port], ca };
           if (flags.stdio) return serveStdio(options, parsed!.port);
           const say = (e: Record<string, unknown>, text: string): void => {

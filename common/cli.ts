@@ -3,6 +3,7 @@
  * environment, repeatable flags, and one way to turn an error into a message and an exit code
  * (0 ok, 1 runtime failure, 2 usage or config error).
  */
+import { readFile } from 'node:fs/promises';
 import { Option } from 'commander';
 import { ConfigError, WarrenError } from '../protocol/errors.js';
 
@@ -62,4 +63,28 @@ export function runAction<A extends unknown[]>(action: (...args: A) => Promise<n
       setTimeout(() => process.exit(exitCodeFor(err)), 50).unref();
     }
   };
+}
+
+/**
+ * Runs `parse`; a ConfigError it throws joins `problems` (so a command reports every problem at
+ * once) and undefined is returned. Other errors pass through.
+ */
+export function collectProblem<T>(problems: string[], parse: () => T): T | undefined {
+  try {
+    return parse();
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    problems.push(...err.issues);
+    return undefined;
+  }
+}
+
+/** Reads the file a flag names (a CA certificate, a key); ConfigError naming the flag when it cannot. */
+export async function readFlagFile(flag: string, path: string | undefined): Promise<string | undefined> {
+  if (path === undefined) return undefined;
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError([`${flag}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`]);
+  }
 }

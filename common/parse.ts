@@ -63,3 +63,10 @@ export function parsePortRange(text: string, what = 'port range'): { first: numb
   if (last < first) throw new ConfigError([`${what}: "${text}" ends before it starts`]);
   return { first, last };
 }
+
+/** Parses a whole number from `min` to `max` (a count such as --max-streams). */
+export function parseCount(text: string | number, what: string, min = 1, max = 1_048_576): number {
+  const n = typeof text === 'number' ? text : /^\s*\d+\s*$/.test(text) ? Number(text) : NaN;
+  if (!Number.isInteger(n) || n < min || n > max) throw new ConfigError([`${what}: "${text}" is not a whole number from ${min} to ${max}`]);
+  return n;
+}

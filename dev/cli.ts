@@ -3,7 +3,7 @@
  */
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { envOption, repeatableOption, runAction } from '../common/cli.js';
+import { collectProblem, envOption, repeatableOption, runAction } from '../common/cli.js';
 import { parsePort } from '../common/parse.js';
 import { ConfigError } from '../protocol/index.js';
 import { describeAgentEvent } from '../agent/cli.js';
@@ -40,20 +40,8 @@ export function registerDevCommand(program: Command): void {
       runAction(
         async (flags: DevFlags) => {
           const problems: string[] = [];
-          const ports: number[] = [];
-          for (const p of flags.port ?? []) {
-            try {
-              ports.push(parsePort(p, '--port'));
-            } catch (err) {
-              problems.push((err as ConfigError).message);
-            }
-          }
-          let httpPort = DEV_HTTP_PORT;
-          try {
-            if (flags.httpPort !== undefined) httpPort = parsePort(flags.httpPort, '--http-port', true);
-          } catch (err) {
-            problems.push((err as ConfigError).message);
-          }
+          const ports = (flags.port ?? []).map((p) => collectProblem(problems, () => parsePort(p, '--port'))).filter((p) => p !== undefined);
+          const httpPort = flags.httpPort === undefined ? DEV_HTTP_PORT : (collectProblem(problems, () => parsePort(flags.httpPort!, '--http-port', true)) ?? DEV_HTTP_PORT);
           if (problems.length > 0) throw new ConfigError(problems);
           const print = (line: string): boolean => process.stdout.write(`${line}\n`);
           let ready = false;

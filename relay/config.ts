@@ -9,7 +9,7 @@ import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError, WarrenError } from '../protocol/index.js';
-import { parseDuration, parseHostPort, parsePortRange, type HostPort } from '../common/parse.js';
+import { parseCount, parseDuration, parseHostPort, parsePortRange, type HostPort } from '../common/parse.js';
 import { loadTrustedKeys, type TrustedKeys } from '../certs/keys.js';
 
 /** Settings as typed by people: every value a string (or a list of strings for repeatable flags). */
@@ -231,8 +231,7 @@ export async function loadRelayConfig(raw: RawRelayConfig, earlierIssues: readon
   const headersTimeoutMs = attempt(() => parseDuration(r.headersTimeout, 'headersTimeout'));
   const requestTimeoutMs = attempt(() => parseDuration(r.requestTimeout, 'requestTimeout'));
   const idleTimeoutMs = attempt(() => parseDuration(r.idleTimeout, 'idleTimeout'));
-  const maxStreams = Number(r.maxStreams);
-  if (!Number.isInteger(maxStreams) || maxStreams < 1 || maxStreams > 1_048_576) issues.push(`maxStreams: "${r.maxStreams}" is not a whole number from 1 to 1048576`);
+  const maxStreams = attempt(() => parseCount(r.maxStreams, 'maxStreams'));
   if (keepaliveMs !== undefined && keepaliveMs < 100) issues.push('keepalive: must be at least 100ms');
   if (headersTimeoutMs !== undefined && requestTimeoutMs !== undefined && requestTimeoutMs !== 0 && requestTimeoutMs < headersTimeoutMs) {
     issues.push('requestTimeout: must not be shorter than headersTimeout (the whole request includes its head)');
@@ -273,7 +272,7 @@ export async function loadRelayConfig(raw: RawRelayConfig, earlierIssues: readon
     const onlyTrust = issues.length === 1 && issues[0]!.startsWith('trustKey: required');
     throw new ConfigError(issues, onlyTrust ? 'ERR_WARREN_NO_TRUST_KEYS' : 'ERR_WARREN_CONFIG');
   }
-  if (!listen || !cert || !key || !trustedKeys || gracePeriodMs === undefined || keepaliveMs === undefined || headersTimeoutMs === undefined || requestTimeoutMs === undefined || idleTimeoutMs === undefined) throw new WarrenError('ERR_WARREN_INTERNAL', 'config validation lost a value');
+  if (!listen || !cert || !key || !trustedKeys || gracePeriodMs === undefined || keepaliveMs === undefined || headersTimeoutMs === undefined || requestTimeoutMs === undefined || idleTimeoutMs === undefined || maxStreams === undefined) throw new WarrenError('ERR_WARREN_INTERNAL', 'config validation lost a value');
   return Object.freeze({
     listen,
     httpListen,

@@ -237,6 +237,41 @@ t.test('flow control: the window grows for a reader that keeps up', async (t) =>
   t.ok(remote.recvWindow <= 16 * 1024 * 1024, 'and stays within maxWindowBytes');
 });
 
+t.test('a stream that starts late gets a fair share beside one that has been sending for a while', async (t) => {
+  // Regression: a write completed inside the scheduler re-queued the stream a second time, so a
+  // long-running writer piled up entries in the ready queue and starved every newcomer.
+  const pair = await memorySessionPair();
+  t.teardown(() => pair.close());
+  const got = new Map<number, number>();
+  pair.acceptor.on('stream', (s: MuxStream) => {
+    s.accept();
+    s.on('error', () => {});
+    got.set(s.port, 0);
+    s.on('data', (c: Buffer) => got.set(s.port, got.get(s.port)! + c.length));
+  });
+  const chunk = Buffer.alloc(16 * 1024);
+  const pump = (s: MuxStream): void => {
+    const write = (): void => {
+      while (!s.destroyed && s.write(chunk));
+    };
+    s.on('drain', write);
+    s.on('error', () => {});
+    write();
+  };
+  const early = pair.dialer.open(1);
+  pump(early);
+  await until(() => (got.get(1) ?? 0) >= 64 * 1024 * 1024, 'the first stream to move 64 MiB alone', 100_000);
+  const before = got.get(1)!;
+  const late = pair.dialer.open(2);
+  pump(late);
+  await until(() => got.get(1)! - before + (got.get(2) ?? 0) >= 64 * 1024 * 1024, '64 MiB more on the two streams', 100_000);
+  const earlyShare = got.get(1)! - before;
+  const lateShare = got.get(2) ?? 0;
+  t.ok(lateShare >= earlyShare / 2, `late stream moved ${lateShare} bytes while the early one moved ${earlyShare}`);
+  early.destroy();
+  late.destroy();
+});
+
 t.test('GOAWAY: no new streams, open ones finish, then the session closes', async (t) => {
   const pair = await memorySessionPair();
   t.teardown(() => pair.close());

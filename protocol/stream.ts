@@ -111,6 +111,9 @@ export class MuxStream extends Duplex {
     this.epochStart = init.now;
     this.pending = init.incoming;
     this.openWritten = init.incoming;
+    // Once the peer's FIN has ended the readable side Node stops calling _read(): count the
+    // bytes read since the last credit as consumed when the reader reaches the end.
+    this.once('end', () => this.reportConsumed());
   }
 
   /** Marks an incoming stream as accepted: it no longer counts against maxPendingOpens. */
@@ -255,12 +258,7 @@ export class MuxStream extends Duplex {
   private returnCredit(): void {
     this.creditScheduled = false;
     if (this.destroyed) return;
-    const consumed = this.received - this.readableLength;
-    const delta = consumed - this.consumedReported;
-    if (delta > 0) {
-      this.consumedReported = consumed;
-      this.owner.consumed(delta);
-    }
+    const consumed = this.reportConsumed();
     if (this.recvFin || this.wasReset) return;
     const unreturned = consumed - this.credited;
     if (unreturned < this.recvWindow / 2) return;
@@ -269,6 +267,17 @@ export class MuxStream extends Duplex {
     this.credited = consumed;
     this.recvAllowance += unreturned + growth;
     this.owner.sendWindow(this, unreturned + growth);
+  }
+
+  /** Tells the session how many received bytes have left the readable buffer; returns the total. */
+  private reportConsumed(): number {
+    const consumed = this.received - this.readableLength;
+    const delta = consumed - this.consumedReported;
+    if (delta > 0) {
+      this.consumedReported = consumed;
+      this.owner.consumed(delta);
+    }
+    return consumed;
   }
 
   override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {

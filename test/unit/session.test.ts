@@ -272,6 +272,36 @@ t.test('a stream that starts late gets a fair share beside one that has been sen
   late.destroy();
 });
 
+t.test('bytes read after the peer half-closes stop counting as buffered, so uploads do not exhaust the buffer budget', async (t) => {
+  // Regression: credit and consumption were only counted in _read(), which Node no longer calls
+  // once the peer's FIN has ended the readable side; bytes read after it stayed "buffered" until
+  // the stream was destroyed, and a server still answering uploads refused new streams.
+  const pair = await memorySessionPair({}, { maxBufferedBytes: 1024 * 1024 });
+  t.teardown(() => pair.close());
+  const uploads: MuxStream[] = [];
+  let readToEnd = 0;
+  pair.acceptor.on('stream', (s: MuxStream) => {
+    s.accept();
+    s.on('error', () => {});
+    uploads.push(s);
+    s.resume();
+    s.on('end', () => readToEnd++); // the answer is not sent yet: the stream stays half-open
+  });
+  const clients = Array.from({ length: 8 }, () => pair.dialer.open(80));
+  for (const c of clients) {
+    c.on('error', () => {});
+    c.end(Buffer.alloc(512 * 1024));
+  }
+  await until(() => readToEnd === 8, 'the server to read every upload to its end');
+  t.equal(uploads.reduce((sum, s) => sum + s.readableLength, 0), 0, 'nothing is left unread');
+  t.equal(pair.acceptor.bufferedBytes, 0, 'so nothing counts as buffered');
+  const next = pair.dialer.open(81);
+  next.on('error', (err) => t.fail(`a new stream was refused: ${(err as StreamResetError).code}`));
+  next.write('x');
+  await until(() => uploads.length === 9, 'the ninth stream to arrive');
+  for (const s of [...clients, next]) s.destroy();
+});
+
 t.test('GOAWAY: no new streams, open ones finish, then the session closes', async (t) => {
   const pair = await memorySessionPair();
   t.teardown(() => pair.close());

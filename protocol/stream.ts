@@ -111,8 +111,8 @@ export class MuxStream extends Duplex {
     this.epochStart = init.now;
     this.pending = init.incoming;
     this.openWritten = init.incoming;
-    // Once the peer's FIN has ended the readable side Node stops calling _read(): count the
-    // bytes read since the last credit as consumed when the reader reaches the end.
+    // A flowing reader is handed pushed bytes without a read() call, and after the peer's FIN
+    // Node stops calling _read(): count what is left when the reader reaches the end.
     this.once('end', () => this.reportConsumed());
   }
 
@@ -245,6 +245,21 @@ export class MuxStream extends Duplex {
   override _read(): void {
     // Node calls _read() before it takes the bytes being read out of the buffer, so the
     // consumed count is only right once read() has returned: look on the next tick.
+    this.scheduleCredit();
+  }
+
+  /**
+   * Every read that takes bytes out of the buffer (flowing mode reads through here too) counts
+   * them: Node does not call _read() again while an earlier _read() has not been answered with
+   * a push, nor after the peer's FIN, so _read() alone would miss bytes read in those states.
+   */
+  override read(size?: number): unknown {
+    const chunk: unknown = super.read(size);
+    if (chunk !== null) this.scheduleCredit();
+    return chunk;
+  }
+
+  private scheduleCredit(): void {
     if (this.creditScheduled) return;
     this.creditScheduled = true;
     process.nextTick(() => this.returnCredit());

@@ -302,6 +302,27 @@ t.test('bytes read after the peer half-closes stop counting as buffered, so uplo
   for (const s of [...clients, next]) s.destroy();
 });
 
+t.test('bytes taken with read() from a paused stream stop counting as buffered at once', async (t) => {
+  // Regression: Node does not call _read() again while an earlier _read() has not been answered
+  // by a push, so bytes read in paused mode stayed counted until the next DATA frame arrived.
+  const pair = await memorySessionPair();
+  t.teardown(() => pair.close());
+  const incoming = once(pair.acceptor, 'stream') as Promise<[MuxStream]>;
+  const s = pair.dialer.open(1);
+  s.write('first');
+  const [remote] = await incoming;
+  remote.accept();
+  remote.pause();
+  await until(() => remote.readableLength === 5, 'the first bytes to arrive');
+  s.write('second');
+  await until(() => remote.readableLength === 11, 'more bytes to arrive');
+  t.equal(pair.acceptor.bufferedBytes, 11);
+  t.equal((remote.read() as Buffer).toString(), 'firstsecond');
+  await until(() => pair.acceptor.bufferedBytes === 0, 'the read bytes to be uncounted', 100);
+  t.equal(pair.acceptor.bufferedBytes, 0, 'nothing counts as buffered once it was read');
+  s.destroy();
+});
+
 t.test('GOAWAY: no new streams, open ones finish, then the session closes', async (t) => {
   const pair = await memorySessionPair();
   t.teardown(() => pair.close());

@@ -484,7 +484,8 @@ export class Session extends EventEmitter implements StreamOwner {
     this.closeError ??= err;
     this.decoder.stop();
     this.keepalive.stop();
-    if (sendGoAway && !this.localGoAway) {
+    // Also after a graceful GOAWAY: the peer must learn that the drain ended in an error.
+    if (sendGoAway) {
       this.localGoAway = true;
       this.writer.queue(encodeGoAway(err.wireCode, this.lastPeerStreamId, '', err.message));
       this.writer.flushNow();

@@ -343,6 +343,31 @@ t.test('GOAWAY: no new streams, open ones finish, then the session closes', asyn
   t.equal(reason, undefined, 'a graceful close carries no error');
 });
 
+t.test('a session that fails while draining still tells the peer why in a second GOAWAY', async (t) => {
+  // Regression: fail() sent its GOAWAY only if no graceful one had gone out, so a violation
+  // during a drain reached the peer as a clean close.
+  const pair = await memorySessionPair();
+  t.teardown(() => pair.close());
+  pair.acceptor.on('stream', (s: MuxStream) => {
+    s.accept();
+    s.on('error', () => {});
+  });
+  const s = pair.dialer.open(1);
+  s.on('error', () => {});
+  s.write('x');
+  await until(() => pair.acceptor.streamCount === 1, 'stream open');
+  const codes: number[] = [];
+  pair.dialer.on('goaway', (info: { code: number }) => codes.push(info.code));
+  pair.acceptor.goAway(0);
+  await until(() => codes.length === 1, 'the graceful GOAWAY');
+  const closed = once(pair.dialer, 'close') as Promise<[ConnectionError | undefined]>;
+  // A FIN header with a reserved bit set, written under the dialer's session.
+  pair.sockets[0].write(Buffer.from('030000010000000100000000', 'hex'));
+  const [reason] = await closed;
+  t.same(codes, [0, 0x01], 'a graceful GOAWAY, then one with ERR_WARREN_PROTOCOL');
+  t.equal(reason?.code, 'ERR_WARREN_PROTOCOL', 'the peer closes with the reason');
+});
+
 t.test('keepalive measures the RTT, and a silent peer is declared dead', async (t) => {
   // Real TLS sockets here: they keep the event loop alive while the silence lasts.
   const pair = await tlsSessionPair({ keepaliveIntervalMs: 40, keepaliveTimeoutMs: 40 });

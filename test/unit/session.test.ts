@@ -5,7 +5,8 @@ import { once } from 'node:events';
 import { createHash, randomBytes } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import t from 'tap';
-import { StreamResetError, type ConnectionError, type MuxStream, type Session } from '../../protocol/index.js';
+import { StreamResetError, acceptSession, encodeGoAway, encodeHello, socketTransport, type ConnectionError, type MuxStream, type Session } from '../../protocol/index.js';
+import { duplexPair } from '../helpers/duplex-pair.js';
 import { memorySessionPair, tlsSessionPair } from '../helpers/mux.js';
 
 /** Reads a stream to its end. */
@@ -366,6 +367,30 @@ t.test('a session that fails while draining still tells the peer why in a second
   const [reason] = await closed;
   t.same(codes, [0, 0x01], 'a graceful GOAWAY, then one with ERR_WARREN_PROTOCOL');
   t.equal(reason?.code, 'ERR_WARREN_PROTOCOL', 'the peer closes with the reason');
+});
+
+t.test('an acceptor whose dialer gives up while the token is being verified rejects instead of opening', async (t) => {
+  // Regression: when authenticate() finished after the session had failed, but before its
+  // transport closed, acceptSession() sent HELLO and resolved with a session that was closing.
+  const [raw, end] = duplexPair();
+  raw.on('data', () => {});
+  raw.on('end', () => raw.end());
+  let release!: () => void;
+  const verified = new Promise<void>((resolve) => (release = resolve));
+  const accepted = acceptSession(socketTransport(end), {
+    authenticate: async (_hello, session) => {
+      session.on('goaway', () => release()); // the token check finishes just as the dialer leaves
+      await verified;
+      return {};
+    },
+  });
+  raw.write(encodeHello({ v: 1, token: 'test', limits: { maxFrameBytes: 16 * 1024, initialWindowBytes: 64 * 1024, maxMetadataBytes: 0 }, app: {} }));
+  raw.write(encodeGoAway(0x0c, 0, '', 'changed my mind'));
+  const outcome = await accepted.then(
+    (session) => `resolved with a session that is ${session.closed ? 'closed' : 'open'}`,
+    (err: ConnectionError) => err.code,
+  );
+  t.equal(outcome, 'ERR_WARREN_GOING_AWAY', 'acceptSession rejects with the dialer\'s GOAWAY code');
 });
 
 t.test('keepalive measures the RTT, and a silent peer is declared dead', async (t) => {

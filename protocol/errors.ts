@@ -20,7 +20,7 @@ export interface ErrorSpec {
   readonly summary: string;
 }
 
-/** Wire number for a clean close (GOAWAY, RST) with no error. */
+/** Wire number for "no error": a graceful GOAWAY. RST never carries it; a received 0 is reported as ERR_WARREN_INTERNAL. */
 export const WIRE_NO_ERROR = 0;
 
 /** The table of every error code. Grouped by wire number: 0x0x session, 0x1x stream, 0x2x routing, 0x3x identity, 0x4x connection, 0x5x local configuration. */

@@ -162,11 +162,16 @@ export class Session extends EventEmitter implements StreamOwner {
     this.writer.queue(encodeHello({ v: PROTOCOL_VERSION, limits: this.limits, ...hello }));
   }
 
-  /** @internal Acceptor: answers HELLO and opens the session for streams. */
-  sendServerHello(app: Record<string, unknown>): void {
+  /**
+   * @internal Acceptor: answers HELLO and opens the session for streams. False, and nothing
+   * sent, when the session failed while the token was being verified.
+   */
+  sendServerHello(app: Record<string, unknown>): boolean {
+    if (this.phase !== 'handshake' || this.lingerTimer) return false;
     this.id ||= randomBytes(8).toString('hex');
     this.writer.queue(encodeHello({ v: PROTOCOL_VERSION, limits: this.limits, sessionId: this.id, app }));
     this.startOpenPhase();
+    return true;
   }
 
   private startOpenPhase(): void {
@@ -484,7 +489,8 @@ export class Session extends EventEmitter implements StreamOwner {
     this.closeError ??= err;
     this.decoder.stop();
     this.keepalive.stop();
-    if (sendGoAway && !this.localGoAway) {
+    // Also after a graceful GOAWAY: the peer must learn that the drain ended in an error.
+    if (sendGoAway) {
       this.localGoAway = true;
       this.writer.queue(encodeGoAway(err.wireCode, this.lastPeerStreamId, '', err.message));
       this.writer.flushNow();
@@ -578,9 +584,10 @@ export function acceptSession(transport: Transport, options: SessionOptions & { 
         .then(() => authenticate(hello, session))
         .then(
           (app) => {
-            if (session.closed) return;
+            // A session that failed meanwhile (handshake timeout, the dialer's GOAWAY) stays
+            // closed: the promise rejects with its reason when it closes.
+            if (!session.sendServerHello(app)) return;
             session.removeListener('close', onClose);
-            session.sendServerHello(app);
             resolve(session);
           },
           (err: unknown) => {

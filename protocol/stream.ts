@@ -113,6 +113,9 @@ export class MuxStream extends Duplex {
     this.epochStart = init.now;
     this.pending = init.incoming;
     this.openWritten = init.incoming;
+    // A flowing reader is handed pushed bytes without a read() call, and after the peer's FIN
+    // Node stops calling _read(): count what is left when the reader reaches the end.
+    this.once('end', () => this.reportConsumed());
   }
 
   /** Marks an incoming stream as accepted: it no longer counts against maxPendingOpens. */
@@ -246,6 +249,21 @@ export class MuxStream extends Duplex {
   override _read(): void {
     // Node calls _read() before it takes the bytes being read out of the buffer, so the
     // consumed count is only right once read() has returned: look on the next tick.
+    this.scheduleCredit();
+  }
+
+  /**
+   * Every read that takes bytes out of the buffer (flowing mode reads through here too) counts
+   * them: Node does not call _read() again while an earlier _read() has not been answered with
+   * a push, nor after the peer's FIN, so _read() alone would miss bytes read in those states.
+   */
+  override read(size?: number): unknown {
+    const chunk: unknown = super.read(size);
+    if (chunk !== null) this.scheduleCredit();
+    return chunk;
+  }
+
+  private scheduleCredit(): void {
     if (this.creditScheduled) return;
     this.creditScheduled = true;
     process.nextTick(() => this.returnCredit());
@@ -259,12 +277,7 @@ export class MuxStream extends Duplex {
   private returnCredit(): void {
     this.creditScheduled = false;
     if (this.destroyed) return;
-    const consumed = this.received - this.readableLength;
-    const delta = consumed - this.consumedReported;
-    if (delta > 0) {
-      this.consumedReported = consumed;
-      this.owner.consumed(delta);
-    }
+    const consumed = this.reportConsumed();
     if (this.recvFin || this.wasReset) return;
     const unreturned = consumed - this.credited;
     if (unreturned < this.recvWindow / 2) return;
@@ -273,6 +286,17 @@ export class MuxStream extends Duplex {
     this.credited = consumed;
     this.recvAllowance += unreturned + growth;
     this.owner.sendWindow(this, unreturned + growth);
+  }
+
+  /** Tells the session how many received bytes have left the readable buffer; returns the total. */
+  private reportConsumed(): number {
+    const consumed = this.received - this.readableLength;
+    const delta = consumed - this.consumedReported;
+    if (delta > 0) {
+      this.consumedReported = consumed;
+      this.owner.consumed(delta);
+    }
+    return consumed;
   }
 
   override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {

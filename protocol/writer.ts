@@ -98,8 +98,9 @@ export class FrameWriter {
         out.push(frame[0]!, frame[1]!);
         bytes += frame[0]!.length + frame[1]!.length;
       }
-      // Round robin: a stream with more to send goes to the back of the line.
-      if (stream.sendable) {
+      // Round robin: a stream with more to send goes to the back of the line. takeFrame() may
+      // have completed a write whose callback wrote more and re-queued the stream already.
+      if (stream.sendable && !stream.queued) {
         stream.queued = true;
         this.ready.push(stream);
       }

@@ -5,7 +5,8 @@ import { once } from 'node:events';
 import { createHash, randomBytes } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import t from 'tap';
-import { StreamResetError, type ConnectionError, type MuxStream, type Session } from '../../protocol/index.js';
+import { StreamResetError, acceptSession, encodeGoAway, encodeHello, socketTransport, type ConnectionError, type MuxStream, type Session } from '../../protocol/index.js';
+import { duplexPair } from '../helpers/duplex-pair.js';
 import { memorySessionPair, tlsSessionPair } from '../helpers/mux.js';
 
 /** Reads a stream to its end. */
@@ -237,6 +238,92 @@ t.test('flow control: the window grows for a reader that keeps up', async (t) =>
   t.ok(remote.recvWindow <= 16 * 1024 * 1024, 'and stays within maxWindowBytes');
 });
 
+t.test('a stream that starts late gets a fair share beside one that has been sending for a while', async (t) => {
+  // Regression: a write completed inside the scheduler re-queued the stream a second time, so a
+  // long-running writer piled up entries in the ready queue and starved every newcomer.
+  const pair = await memorySessionPair();
+  t.teardown(() => pair.close());
+  const got = new Map<number, number>();
+  pair.acceptor.on('stream', (s: MuxStream) => {
+    s.accept();
+    s.on('error', () => {});
+    got.set(s.port, 0);
+    s.on('data', (c: Buffer) => got.set(s.port, got.get(s.port)! + c.length));
+  });
+  const chunk = Buffer.alloc(16 * 1024);
+  const pump = (s: MuxStream): void => {
+    const write = (): void => {
+      while (!s.destroyed && s.write(chunk));
+    };
+    s.on('drain', write);
+    s.on('error', () => {});
+    write();
+  };
+  const early = pair.dialer.open(1);
+  pump(early);
+  await until(() => (got.get(1) ?? 0) >= 64 * 1024 * 1024, 'the first stream to move 64 MiB alone', 100_000);
+  const before = got.get(1)!;
+  const late = pair.dialer.open(2);
+  pump(late);
+  await until(() => got.get(1)! - before + (got.get(2) ?? 0) >= 64 * 1024 * 1024, '64 MiB more on the two streams', 100_000);
+  const earlyShare = got.get(1)! - before;
+  const lateShare = got.get(2) ?? 0;
+  t.ok(lateShare >= earlyShare / 2, `late stream moved ${lateShare} bytes while the early one moved ${earlyShare}`);
+  early.destroy();
+  late.destroy();
+});
+
+t.test('bytes read after the peer half-closes stop counting as buffered, so uploads do not exhaust the buffer budget', async (t) => {
+  // Regression: credit and consumption were only counted in _read(), which Node no longer calls
+  // once the peer's FIN has ended the readable side; bytes read after it stayed "buffered" until
+  // the stream was destroyed, and a server still answering uploads refused new streams.
+  const pair = await memorySessionPair({}, { maxBufferedBytes: 1024 * 1024 });
+  t.teardown(() => pair.close());
+  const uploads: MuxStream[] = [];
+  let readToEnd = 0;
+  pair.acceptor.on('stream', (s: MuxStream) => {
+    s.accept();
+    s.on('error', () => {});
+    uploads.push(s);
+    s.resume();
+    s.on('end', () => readToEnd++); // the answer is not sent yet: the stream stays half-open
+  });
+  const clients = Array.from({ length: 8 }, () => pair.dialer.open(80));
+  for (const c of clients) {
+    c.on('error', () => {});
+    c.end(Buffer.alloc(512 * 1024));
+  }
+  await until(() => readToEnd === 8, 'the server to read every upload to its end');
+  t.equal(uploads.reduce((sum, s) => sum + s.readableLength, 0), 0, 'nothing is left unread');
+  t.equal(pair.acceptor.bufferedBytes, 0, 'so nothing counts as buffered');
+  const next = pair.dialer.open(81);
+  next.on('error', (err) => t.fail(`a new stream was refused: ${(err as StreamResetError).code}`));
+  next.write('x');
+  await until(() => uploads.length === 9, 'the ninth stream to arrive');
+  for (const s of [...clients, next]) s.destroy();
+});
+
+t.test('bytes taken with read() from a paused stream stop counting as buffered at once', async (t) => {
+  // Regression: Node does not call _read() again while an earlier _read() has not been answered
+  // by a push, so bytes read in paused mode stayed counted until the next DATA frame arrived.
+  const pair = await memorySessionPair();
+  t.teardown(() => pair.close());
+  const incoming = once(pair.acceptor, 'stream') as Promise<[MuxStream]>;
+  const s = pair.dialer.open(1);
+  s.write('first');
+  const [remote] = await incoming;
+  remote.accept();
+  remote.pause();
+  await until(() => remote.readableLength === 5, 'the first bytes to arrive');
+  s.write('second');
+  await until(() => remote.readableLength === 11, 'more bytes to arrive');
+  t.equal(pair.acceptor.bufferedBytes, 11);
+  t.equal((remote.read() as Buffer).toString(), 'firstsecond');
+  await until(() => pair.acceptor.bufferedBytes === 0, 'the read bytes to be uncounted', 100);
+  t.equal(pair.acceptor.bufferedBytes, 0, 'nothing counts as buffered once it was read');
+  s.destroy();
+});
+
 t.test('GOAWAY: no new streams, open ones finish, then the session closes', async (t) => {
   const pair = await memorySessionPair();
   t.teardown(() => pair.close());
@@ -255,6 +342,55 @@ t.test('GOAWAY: no new streams, open ones finish, then the session closes', asyn
   t.equal((await readAll(s)).toString(), 'before and after');
   const [reason] = (await closed) as [unknown];
   t.equal(reason, undefined, 'a graceful close carries no error');
+});
+
+t.test('a session that fails while draining still tells the peer why in a second GOAWAY', async (t) => {
+  // Regression: fail() sent its GOAWAY only if no graceful one had gone out, so a violation
+  // during a drain reached the peer as a clean close.
+  const pair = await memorySessionPair();
+  t.teardown(() => pair.close());
+  pair.acceptor.on('stream', (s: MuxStream) => {
+    s.accept();
+    s.on('error', () => {});
+  });
+  const s = pair.dialer.open(1);
+  s.on('error', () => {});
+  s.write('x');
+  await until(() => pair.acceptor.streamCount === 1, 'stream open');
+  const codes: number[] = [];
+  pair.dialer.on('goaway', (info: { code: number }) => codes.push(info.code));
+  pair.acceptor.goAway(0);
+  await until(() => codes.length === 1, 'the graceful GOAWAY');
+  const closed = once(pair.dialer, 'close') as Promise<[ConnectionError | undefined]>;
+  // A FIN header with a reserved bit set, written under the dialer's session.
+  pair.sockets[0].write(Buffer.from('030000010000000100000000', 'hex'));
+  const [reason] = await closed;
+  t.same(codes, [0, 0x01], 'a graceful GOAWAY, then one with ERR_WARREN_PROTOCOL');
+  t.equal(reason?.code, 'ERR_WARREN_PROTOCOL', 'the peer closes with the reason');
+});
+
+t.test('an acceptor whose dialer gives up while the token is being verified rejects instead of opening', async (t) => {
+  // Regression: when authenticate() finished after the session had failed, but before its
+  // transport closed, acceptSession() sent HELLO and resolved with a session that was closing.
+  const [raw, end] = duplexPair();
+  raw.on('data', () => {});
+  raw.on('end', () => raw.end());
+  let release!: () => void;
+  const verified = new Promise<void>((resolve) => (release = resolve));
+  const accepted = acceptSession(socketTransport(end), {
+    authenticate: async (_hello, session) => {
+      session.on('goaway', () => release()); // the token check finishes just as the dialer leaves
+      await verified;
+      return {};
+    },
+  });
+  raw.write(encodeHello({ v: 1, token: 'test', limits: { maxFrameBytes: 16 * 1024, initialWindowBytes: 64 * 1024, maxMetadataBytes: 0 }, app: {} }));
+  raw.write(encodeGoAway(0x0c, 0, '', 'changed my mind'));
+  const outcome = await accepted.then(
+    (session) => `resolved with a session that is ${session.closed ? 'closed' : 'open'}`,
+    (err: ConnectionError) => err.code,
+  );
+  t.equal(outcome, 'ERR_WARREN_GOING_AWAY', 'acceptSession rejects with the dialer\'s GOAWAY code');
 });
 
 t.test('keepalive measures the RTT, and a silent peer is declared dead', async (t) => {

@@ -257,8 +257,8 @@ export class MuxStream extends Duplex {
    * them: Node does not call _read() again while an earlier _read() has not been answered with
    * a push, nor after the peer's FIN, so _read() alone would miss bytes read in those states.
    */
-  override read(size?: number): unknown {
-    const chunk: unknown = super.read(size);
+  override read(size?: number): ReturnType<Duplex['read']> {
+    const chunk: ReturnType<Duplex['read']> = super.read(size);
     if (chunk !== null) this.scheduleCredit();
     return chunk;
   }

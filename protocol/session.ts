@@ -87,7 +87,12 @@ export class Session extends EventEmitter implements StreamOwner {
     this.nextStreamId = role === 'dialer' ? 1 : 2;
     this.writer = new FrameWriter(transport, this.config.sendBufferBytes, () => this.peerLimits.maxFrameBytes);
     this.decoder = new FrameDecoder(
-      { onData: (id, piece, end) => this.handleFrameData(id, piece, end), onControl: (f) => this.handleControl(f) },
+      {
+        onData: (id, piece, end) => this.handleFrameData(id, piece, end),
+        onControl: (f) => this.handleControl(f),
+        // Unknown extension frames are skipped, but they cost parsing: they share the idle-frame budget.
+        onSkip: () => this.spendIdle('extension frame'),
+      },
       { maxFrameBytes: this.config.maxFrameBytes, maxMetadataBytes: this.config.maxMetadataBytes },
     );
     const now = this.config.now;
@@ -405,13 +410,24 @@ export class Session extends EventEmitter implements StreamOwner {
     this.writer.queue(encodeWindow(stream.id, increment));
   }
 
-  /** @internal Window auto-tuning: double when half the window went in under ~2 RTTs and the reader keeps up. */
-  windowGrowth(stream: MuxStream, consumedInEpoch: number): number {
+  /**
+   * @internal Window auto-tuning. Over the session's buffer budget, a window that grew earlier
+   * gives back half (down to the initial window), so maxBufferedBytes bounds memory again once
+   * readers catch up. Otherwise the window doubles when half of it went in under ~2 RTTs and the
+   * reader keeps up.
+   */
+  windowAdjustment(stream: MuxStream, unreturned: number, readerIdle: boolean): number {
     const now = this.config.now();
     const elapsed = now - stream.epochStart;
     stream.epochStart = now;
+    const initial = this.config.initialWindowBytes;
+    if (this.buffered > this.config.maxBufferedBytes) {
+      if (stream.recvWindow <= initial) return 0;
+      return -Math.min(unreturned, stream.recvWindow - Math.max(initial, Math.floor(stream.recvWindow / 2)));
+    }
+    if (!readerIdle) return 0;
     const rtt = Math.max(this.keepalive.srttMs ?? INITIAL_RTT_MS, MIN_TUNING_RTT_MS);
-    const fraction = consumedInEpoch / stream.recvWindow;
+    const fraction = unreturned / stream.recvWindow;
     if (elapsed >= 4 * fraction * rtt) return 0;
     const growth = Math.min(stream.recvWindow, this.config.maxWindowBytes - stream.recvWindow);
     if (growth <= 0 || this.buffered + growth > this.config.maxBufferedBytes) return 0;

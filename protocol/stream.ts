@@ -28,8 +28,12 @@ export interface StreamOwner {
   sendRst(stream: MuxStream, code: number, reason: string): void;
   /** Grants credit: a WINDOW frame. */
   sendWindow(stream: MuxStream, increment: number): void;
-  /** Decides how much a stream's receive window may grow now (0 for none). */
-  windowGrowth(stream: MuxStream, consumedInEpoch: number): number;
+  /**
+   * Decides how a stream's receive window changes at this credit return: a positive number grows
+   * it, a negative one shrinks it (never below the initial window, never by more than
+   * `unreturned`), 0 keeps it. `readerIdle` is true when the reader has drained its buffer.
+   */
+  windowAdjustment(stream: MuxStream, unreturned: number, readerIdle: boolean): number;
   /** Accounts bytes that left the stream's readable buffer. */
   consumed(bytes: number): void;
   /** Called once when the stream is gone: removes it from the session. */
@@ -281,11 +285,13 @@ export class MuxStream extends Duplex {
     if (this.recvFin || this.wasReset) return;
     const unreturned = consumed - this.credited;
     if (unreturned < this.recvWindow / 2) return;
-    const growth = this.readableLength === 0 ? this.owner.windowGrowth(this, unreturned) : 0;
-    this.recvWindow += growth;
+    const adjustment = this.owner.windowAdjustment(this, unreturned, this.readableLength === 0);
+    const increment = unreturned + adjustment;
+    this.recvWindow += adjustment;
     this.credited = consumed;
-    this.recvAllowance += unreturned + growth;
-    this.owner.sendWindow(this, unreturned + growth);
+    this.recvAllowance += increment;
+    // A shrinking window may absorb the whole return; the sender's view stays in step (allowance).
+    if (increment > 0) this.owner.sendWindow(this, increment);
   }
 
   /** Tells the session how many received bytes have left the readable buffer; returns the total. */

@@ -446,3 +446,49 @@ t.test('pipeline(socket-like, stream, socket-like) moves data and finishes both 
   );
   t.equal(Buffer.concat(out).toString(), 'abc');
 });
+
+t.test('flow control: windows that grew shrink back while the session is over its buffer budget', async (t) => {
+  const MiB = 1024 * 1024;
+  const pair = await memorySessionPair({}, { maxBufferedBytes: MiB });
+  t.teardown(() => pair.close());
+  const remotes: MuxStream[] = [];
+  pair.acceptor.on('stream', (s: MuxStream) => {
+    s.accept();
+    remotes.push(s);
+  });
+  // Two streams, each grown by a fast reader while the other is idle.
+  const senders = [pair.dialer.open(1), pair.dialer.open(2)];
+  for (const [i, s] of senders.entries()) {
+    s.write(Buffer.alloc(8 * MiB));
+    await until(() => remotes.length > i, 'stream accepted');
+    const remote = remotes[i]!;
+    let got = 0;
+    const onData = (c: Buffer): void => void (got += c.length);
+    remote.on('data', onData);
+    await until(() => got === 8 * MiB, 'first transfer');
+    remote.removeListener('data', onData);
+    remote.pause();
+  }
+  const grown = remotes.map((r) => r.recvWindow);
+  t.ok(grown.every((w) => w > 256 * 1024), `both windows grew (${grown.join(', ')})`);
+  // Both readers paused and both senders fill their windows: the session goes over budget.
+  for (const s of senders) s.write(Buffer.alloc(4 * MiB));
+  await until(() => senders.every((s) => s.sendWindow === 0 && s.bufferedSendBytes > 0), 'both senders blocked on credit');
+  t.ok(pair.acceptor.bufferedBytes > MiB, 'over the 1 MiB budget');
+  // The first reader drains; credit returned while over budget shrinks its window.
+  remotes[0]!.resume();
+  await until(() => remotes[0]!.recvWindow < grown[0]!, 'window shrank');
+  t.ok(remotes[0]!.recvWindow >= 256 * 1024, 'never below the initial window');
+  for (const s of senders) s.destroy();
+});
+
+t.test('unknown extension frames share the idle-frame budget', async (t) => {
+  const pair = await memorySessionPair({}, { idleFrameRate: { perSecond: 1, burst: 20 } });
+  t.teardown(() => pair.close());
+  const closed = once(pair.acceptor, 'close') as Promise<[ConnectionError]>;
+  const frame = Buffer.alloc(12);
+  frame[0] = 0x90; // an extension type this version does not know
+  for (let i = 0; i < 100; i++) pair.sockets[0].write(frame);
+  const [err] = await closed;
+  t.equal(err.code, 'ERR_WARREN_FLOOD');
+});

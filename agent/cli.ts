@@ -68,7 +68,9 @@ export function registerAgentCommand(program: Command): void {
     .addOption(envOption('--ca <file>', "CA certificate (PEM) to trust for the relay, e.g. a dev CA's ca.pem"))
     .addOption(repeatableOption('--port <port[:private]>', 'loopback port to expose with a preview URL; :private needs a viewer token'))
     .addOption(repeatableOption('--tcp <port[:allow=CIDR+CIDR]>', 'loopback port to expose as a raw TCP endpoint on the relay'))
-    .addOption(envOption('--status-socket <path>', 'Unix socket for `warren agent status` (default $XDG_RUNTIME_DIR/warren-agent.sock, else /tmp/warren-agent-<uid>.sock)'))
+    .addOption(
+      envOption('--status-socket <path>', 'Unix socket for `warren agent status` (default $XDG_RUNTIME_DIR/warren-agent.sock, else /tmp/warren-agent-<uid>.sock); off: none'),
+    )
     .option('--json', 'print JSON lines (events) instead of text')
     // `warren agent status --json`: options after the subcommand's name are the subcommand's.
     .enablePositionalOptions()
@@ -113,12 +115,12 @@ export function registerAgentCommand(program: Command): void {
               throw new ConfigError([`--ca: cannot read ${flags.ca}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`]);
             }
           }
-          const statusPath = flags.statusSocket ?? defaultStatusSocket();
-          checkSocketPath(statusPath);
+          // `off`: no status socket, for sandboxes without a writable runtime or temp folder.
+          const statusPath = flags.statusSocket === 'off' ? undefined : (flags.statusSocket ?? defaultStatusSocket());
+          if (statusPath) checkSocketPath(statusPath);
           const agent = new Agent({ relays: flags.relay!, token: flags.token!, ca, ports, software: AGENT_SOFTWARE });
-          const status = await StatusServer.listen(statusPath, agent, AGENT_SOFTWARE);
-          const removeSocket = (): void => status.removeSync();
-          process.once('exit', removeSocket);
+          const status = statusPath ? await StatusServer.listen(statusPath, agent, AGENT_SOFTWARE) : undefined;
+          if (status) process.once('exit', () => status.removeSync());
           agent.on('event', (e: AgentEvent) => {
             process.stdout.write(`${flags.json ? JSON.stringify(e) : describeAgentEvent(e, ports)}\n`);
           });
@@ -134,7 +136,7 @@ export function registerAgentCommand(program: Command): void {
             if (err instanceof WarrenError) return 1;
             throw err;
           } finally {
-            await status.close();
+            await status?.close();
           }
           return 0;
         },

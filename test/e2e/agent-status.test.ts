@@ -141,6 +141,13 @@ t.test('a socket left by a killed agent is replaced; a live agent keeps its sock
   t.equal(await third.exited, 1, 'a second agent on a live socket exits 1');
   t.match(third.lines.join('\n'), /another agent is running and answers there.*\(ERR_WARREN_LISTEN\)/);
   t.equal((await statusJson(socket)).report.pid, second.child.pid, 'the live agent still answers');
+
+  // `--status-socket off`: no socket at all, for sandboxes without a writable folder for one.
+  const quiet = startWarren(['agent', '--relay', relay.url, '--ca', id.caFile, '--port', String(app.port), '--status-socket', 'off'], { WARREN_TOKEN: id.token('agent', 'quiet', [app.port]) });
+  t.teardown(() => quiet.stop());
+  await quiet.waitFor(/is online via/);
+  t.notOk(existsSync('off'), 'no socket named "off" either');
+  t.equal((await statusJson(socket)).report.pid, second.child.pid, "it took nobody's socket");
 });
 
 t.test('an agent refuses a status socket path that is too long, before connecting', async (t) => {

@@ -2,7 +2,9 @@
  * The in-sandbox agent: holds one session to a relay, serves the streams the relay opens by
  * dialing loopback ports it exposes, and reconnects after any failure with full-jitter backoff.
  *
- * Life cycle (status): connecting → connected → (reconnecting → connecting …) → stopped.
+ * Life cycle (status): connecting → connected → reconnecting → connected … → stopped. Status is
+ * `connecting` until the first session is up (attempts and the waits between them), and
+ * `reconnecting` from the loss of a session until the next one is up.
  * A relay that sends a graceful GOAWAY (drain) is left at once for the hinted relay or the next
  * one in the list, while the streams it still carries finish. A GOAWAY saying another agent took
  * the tunnel stops this agent: two sandboxes fighting over one tunnel would flap forever.
@@ -72,9 +74,15 @@ export type AgentStatus = 'idle' | 'connecting' | 'connected' | 'reconnecting' |
 /** A snapshot for `warren agent status`. */
 export interface AgentSnapshot {
   status: AgentStatus;
+  /** The relay of the current session, or the one being tried. */
   relay: string | undefined;
   tunnel: string | undefined;
+  /** Smoothed round-trip time of the session's keepalive PINGs; undefined when not connected. */
   rttMs: number | undefined;
+  /** When the current session came up (ISO 8601); undefined when not connected. */
+  connectedSince: string | undefined;
+  /** Why the last session ended or the last attempt failed; cleared once connected. */
+  lastError: { code: ErrorCode; message: string } | undefined;
   previews: Preview[];
   tcp: TcpEndpoint[];
   streamsOpen: number;
@@ -95,6 +103,8 @@ export class Agent extends EventEmitter {
   private readonly clock: Clock;
   private readonly backoff: Backoff;
   private readonly allowed: ReadonlySet<number>;
+  /** Ports exposed with a preview (not only as raw TCP endpoints). */
+  private readonly previewPorts: ReadonlySet<number>;
 
   // Owned by the connection loop.
   private statusValue: AgentStatus = 'idle';
@@ -105,6 +115,10 @@ export class Agent extends EventEmitter {
   private stopping = false;
   private wake: (() => void) | null = null;
   private lastConnected: Extract<AgentEvent, { event: 'connected' }> | null = null;
+  private connectedSince: number | undefined;
+  private lastError: { code: ErrorCode; message: string } | undefined;
+  /** A session has been up at least once: later attempts are reconnects. */
+  private everConnected = false;
   /** Loopback address that answered last, per port: tried first next time. */
   private readonly preferredHost = new Map<number, string>();
   private readonly sessions = new Set<Session>();
@@ -120,6 +134,7 @@ export class Agent extends EventEmitter {
     this.clock = options.clock ?? systemClock;
     this.backoff = new Backoff(options.backoff);
     this.allowed = new Set(options.ports.map((p) => p.port));
+    this.previewPorts = new Set(options.ports.filter((p) => p.preview).map((p) => p.port));
   }
 
   /** Current status. */
@@ -134,12 +149,31 @@ export class Agent extends EventEmitter {
       relay: this.currentRelay,
       tunnel: this.lastConnected?.tunnel,
       rttMs: this.current?.rttMs,
-      previews: this.lastConnected?.previews ?? [],
+      connectedSince: this.current && this.connectedSince !== undefined ? new Date(this.connectedSince).toISOString() : undefined,
+      lastError: this.lastError,
+      // Ports given only as raw TCP endpoints have no preview to show, as in the CLI's output.
+      previews: (this.lastConnected?.previews ?? []).filter((p) => this.previewPorts.has(p.port)),
       tcp: this.lastConnected?.tcp ?? [],
       streamsOpen: this.streamsOpen,
       streamsServed: this.streamsServed,
       streamsRefused: this.streamsRefused,
     };
+  }
+
+  /**
+   * Like snapshot(), but when a session is up and no PONG has come back yet (its first moments),
+   * waits for one keepalive round trip (at most `timeoutMs`) so the RTT is known.
+   */
+  async measuredSnapshot(timeoutMs = 1_000): Promise<AgentSnapshot> {
+    const session = this.current;
+    if (session && session.rttMs === undefined) {
+      try {
+        await session.ping(timeoutMs);
+      } catch {
+        // No PONG in time (or the session ended): report what is known.
+      }
+    }
+    return this.snapshot();
   }
 
   private report(e: AgentEvent): void {
@@ -186,7 +220,7 @@ export class Agent extends EventEmitter {
   private async loop(): Promise<void> {
     while (!this.stopping) {
       const relay = this.nextRelay();
-      this.statusValue = 'connecting';
+      this.statusValue = this.everConnected ? 'reconnecting' : 'connecting';
       this.report({ event: 'connecting', relay, attempt: this.backoff.attempts + 1 });
       let session: Session;
       try {
@@ -216,6 +250,7 @@ export class Agent extends EventEmitter {
       if (outcome.kind === 'moving') {
         // Drain: move now, no backoff; the old session finishes its streams meanwhile.
         this.hint = outcome.info.hint || undefined;
+        this.lastError = { code: outcome.info.error?.code ?? 'ERR_WARREN_GOING_AWAY', message: outcome.info.message || 'the relay is draining' };
         this.report({ event: 'moving', relay, to: outcome.info.hint || 'the next relay', message: outcome.info.message || 'relay is draining' });
         this.backoff.reset();
         continue;
@@ -230,7 +265,8 @@ export class Agent extends EventEmitter {
   /** Reports a failure and waits out the backoff (cut short by stop()). */
   private async pause(relay: string, err: WarrenError): Promise<void> {
     const delay = this.backoff.next();
-    this.statusValue = 'reconnecting';
+    this.statusValue = this.everConnected ? 'reconnecting' : 'connecting';
+    this.lastError = { code: err.code, message: err.message };
     this.report({ event: 'disconnected', relay, code: err.code, message: err.message, retryInMs: delay });
     await new Promise<void>((resolve) => {
       const timer = this.clock.setTimeout(() => {
@@ -251,6 +287,9 @@ export class Agent extends EventEmitter {
     this.current = session;
     this.currentRelay = relay;
     this.statusValue = 'connected';
+    this.everConnected = true;
+    this.connectedSince = this.clock.now();
+    this.lastError = undefined;
     const app = session.serverHello?.app ?? {};
     const connected: Extract<AgentEvent, { event: 'connected' }> = {
       event: 'connected',

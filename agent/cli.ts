@@ -1,14 +1,17 @@
 /**
  * `warren agent`: exposes loopback ports of this sandbox through a relay. Prints the preview URL
- * of each port once connected (JSON lines with --json), says why it retries, and exits 0 on
- * SIGINT/SIGTERM after letting open streams finish.
+ * of each port once connected (JSON lines with --json), says why it retries, serves its status on
+ * a local Unix socket, and exits 0 on SIGINT/SIGTERM after letting open streams finish.
+ *
+ * `warren agent status`: asks a running agent for its status over that socket.
  */
 import type { Command } from 'commander';
 import { collectProblem, envOption, readFlagFile, repeatableOption, runAction } from '../common/cli.js';
 import { parseCount, parseDuration } from '../common/parse.js';
 import { ConfigError, WarrenError } from '../protocol/index.js';
 import { Agent, type AgentEvent, type PortSpec } from './agent.js';
-import { mergePortSpecs, parsePortFlag, parseTcpFlag, tokenProblems } from './config.js';
+import { defaultStatusSocket, mergePortSpecs, parsePortFlag, parseTcpFlag, tokenProblems } from './config.js';
+import { checkSocketPath, fetchAgentStatus, formatAgentStatus, StatusServer } from './status.js';
 
 interface AgentFlags {
   relay?: string[];
@@ -18,6 +21,12 @@ interface AgentFlags {
   tcp?: string[];
   keepalive?: string;
   maxStreams?: string;
+  statusSocket?: string;
+  json?: boolean;
+}
+
+interface StatusFlags {
+  statusSocket?: string;
   json?: boolean;
 }
 
@@ -47,7 +56,7 @@ export function describeAgentEvent(e: AgentEvent, specs: PortSpec[]): string {
 
 /** Adds `warren agent` to the program. */
 export function registerAgentCommand(program: Command): void {
-  program
+  const agentCommand = program
     .command('agent')
     .summary('expose loopback ports of this machine through a relay')
     .description(
@@ -63,13 +72,19 @@ export function registerAgentCommand(program: Command): void {
     .addOption(repeatableOption('--tcp <port[:allow=CIDR+CIDR]>', 'loopback port to expose as a raw TCP endpoint on the relay'))
     .addOption(envOption('--keepalive <duration>', 'keepalive PING interval; a silent relay is dropped within two (default 15s)'))
     .addOption(envOption('--max-streams <n>', 'most streams (connections to your apps) open at once; more are refused (default 1024)'))
+    .addOption(
+      envOption('--status-socket <path>', 'Unix socket for `warren agent status` (default $XDG_RUNTIME_DIR/warren-agent.sock, else /tmp/warren-agent-<uid>.sock); off: none'),
+    )
     .option('--json', 'print JSON lines (events) instead of text')
+    // `warren agent status --json`: options after the subcommand's name are the subcommand's.
+    .enablePositionalOptions()
     .addHelpText(
       'after',
       '\nExamples:\n' +
         '  WARREN_TOKEN=$(warren token issue --key issuer.key --role agent --tunnel ab12cd --ports 3000 --ttl 24h) \\\n' +
         '    warren agent --relay wss://relay.example.dev --port 3000\n' +
-        '  warren agent --relay wss://127.0.0.1:8443 --ca .warren/ca.pem --port 5173 --tcp 6379\n',
+        '  warren agent --relay wss://127.0.0.1:8443 --ca .warren/ca.pem --port 5173 --tcp 6379\n' +
+        '  warren agent status\n',
     )
     .action(
       runAction(
@@ -93,7 +108,12 @@ export function registerAgentCommand(program: Command): void {
             ...(keepaliveMs === undefined ? {} : { keepaliveIntervalMs: keepaliveMs, keepaliveTimeoutMs: keepaliveMs }),
             ...(maxStreams === undefined ? {} : { maxStreams, maxPendingOpens: Math.min(512, maxStreams) }),
           };
+          // `off`: no status socket, for sandboxes without a writable runtime or temp folder.
+          const statusPath = flags.statusSocket === 'off' ? undefined : (flags.statusSocket ?? defaultStatusSocket());
+          if (statusPath) checkSocketPath(statusPath);
           const agent = new Agent({ relays: flags.relay!, token: flags.token!, ca, ports, software: AGENT_SOFTWARE, session });
+          const status = statusPath ? await StatusServer.listen(statusPath, agent, AGENT_SOFTWARE) : undefined;
+          if (status) process.once('exit', () => status.removeSync());
           agent.on('event', (e: AgentEvent) => {
             process.stdout.write(`${flags.json ? JSON.stringify(e) : describeAgentEvent(e, ports)}\n`);
           });
@@ -108,10 +128,34 @@ export function registerAgentCommand(program: Command): void {
             // Already reported as a 'stopped' event; exit 1 without a second message.
             if (err instanceof WarrenError) return 1;
             throw err;
+          } finally {
+            await status?.close();
           }
           return 0;
         },
         (flags: AgentFlags) => flags.json === true,
+      ),
+    );
+
+  agentCommand
+    .command('status')
+    .summary('show what the agent on this machine is doing')
+    .description(
+      'Asks the running agent, over its local Unix socket, for its status: connected or reconnecting, ' +
+        'the relay, the tunnel, the keepalive round-trip time, preview URLs and raw TCP endpoints, and ' +
+        'stream counts. Exits 1 (ERR_WARREN_AGENT_UNREACHABLE) when no agent answers.',
+    )
+    .addOption(envOption('--status-socket <path>', "the agent's status socket (default $XDG_RUNTIME_DIR/warren-agent.sock, else /tmp/warren-agent-<uid>.sock)"))
+    .option('--json', 'print the status as one JSON object')
+    .addHelpText('after', '\nExamples:\n  warren agent status\n  warren agent status --json | jq -r .previews[0].url\n')
+    .action(
+      runAction(
+        async (flags: StatusFlags) => {
+          const report = await fetchAgentStatus(flags.statusSocket ?? defaultStatusSocket());
+          process.stdout.write(`${flags.json ? JSON.stringify(report) : formatAgentStatus(report)}\n`);
+          return 0;
+        },
+        (flags: StatusFlags) => flags.json === true,
       ),
     );
 }

@@ -4,9 +4,19 @@
  * that cannot work is reported before any connection is tried.
  */
 import { BlockList, isIP } from 'node:net';
+import { tmpdir } from 'node:os';
 import { ConfigError } from '../protocol/index.js';
 import { parsePort } from '../common/parse.js';
 import type { PortSpec } from './agent.js';
+import { defaultStatusSocketPath } from './status.js';
+
+/**
+ * The status socket used when --status-socket (WARREN_STATUS_SOCKET) is not given:
+ * `$XDG_RUNTIME_DIR/warren-agent.sock`, else `<tmpdir>/warren-agent-<uid>.sock`.
+ */
+export function defaultStatusSocket(): string {
+  return defaultStatusSocketPath(process.env.XDG_RUNTIME_DIR || undefined, process.getuid?.() ?? 0, tmpdir());
+}
 
 /** Parses one `--port` value: `N` or `N:private`. */
 export function parsePortFlag(text: string): PortSpec {

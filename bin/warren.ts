@@ -17,6 +17,8 @@ const program = new Command('warren')
   .description('Encrypted tunnels for sandboxes: preview URLs, client streams and raw TCP endpoints through a relay.')
   .version(version)
   .showHelpAfterError('(run with --help for usage)')
+  // Options belong to the command they follow: `warren agent status --json` is the status command's --json.
+  .enablePositionalOptions()
   .configureOutput({ outputError: (text, write) => write(text) })
   .exitOverride((err) => {
     // Usage errors exit 2 (commander uses 1); --help and --version exit 0.

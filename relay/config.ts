@@ -6,6 +6,7 @@
  * Precedence: command-line flag > environment variable > config file > default.
  */
 import { readFile } from 'node:fs/promises';
+import { createSecureContext } from 'node:tls';
 import { z } from 'zod';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError, WarrenError } from '../protocol/index.js';
@@ -258,6 +259,14 @@ export async function loadRelayConfig(raw: RawRelayConfig, earlierIssues: readon
     }
   };
   const [cert, key] = await Promise.all([readPem(r.cert, 'cert'), readPem(r.key, 'key')]);
+  if (cert?.includes('-----BEGIN') && key?.includes('-----BEGIN')) {
+    // What the TLS listener will do at start, so --check-config catches a key of another certificate.
+    try {
+      createSecureContext({ cert, key });
+    } catch (err) {
+      issues.push(`cert: ${r.cert} with key ${r.key} is not a usable TLS identity: ${(err as Error).message.replace(/^error:[0-9A-F]+:[^:]*::/, '')}`);
+    }
+  }
   let trustedKeys: TrustedKeys | undefined;
   if (!r.trustKey || r.trustKey.length === 0) {
     issues.push('trustKey: required: at least one issuer public key (warren keys generate); the relay refuses to start without one');

@@ -1,7 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { appendFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { once } from 'node:events';
+import { appendFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { warrenBin } from './paths.js';
 
@@ -73,9 +74,32 @@ export function startProcess(command: string, args: string[], env: Record<string
   };
 }
 
-/** Starts the built `warren` CLI with `args`. */
+let socketDir: string | undefined;
+let socketCount = 0;
+
+/**
+ * A fresh path for an agent's status socket, in a folder of this test process that is removed
+ * when it exits. Test files run in parallel on one machine, so every agent needs its own socket,
+ * as agents in separate sandboxes have.
+ */
+export function uniqueStatusSocket(): string {
+  if (!socketDir) {
+    const dir = mkdtempSync(join(tmpdir(), 'warren-sock-'));
+    socketDir = dir;
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  }
+  return join(socketDir, `agent-${++socketCount}.sock`);
+}
+
+/**
+ * Starts the built `warren` CLI with `args`. An agent (`warren agent ...`, not `agent status`) gets
+ * its own status socket unless `args` or `env` name one.
+ */
 export function startWarren(args: string[], env: Record<string, string> = {}, cwd?: string): Proc {
-  return startProcess(process.execPath, [warrenBin, ...args], env, cwd);
+  const runsAgent = args[0] === 'agent' && args[1] !== 'status';
+  const namesSocket = args.includes('--status-socket') || env.WARREN_STATUS_SOCKET !== undefined;
+  const extra: Record<string, string> = runsAgent && !namesSocket ? { WARREN_STATUS_SOCKET: uniqueStatusSocket() } : {};
+  return startProcess(process.execPath, [warrenBin, ...args], { ...extra, ...env }, cwd);
 }
 
 /** Runs the `warren` CLI to completion; resolves with its exit code and output. */

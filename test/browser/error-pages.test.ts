@@ -6,10 +6,10 @@
  */
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
-import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import t from 'tap';
 import type { Page } from 'playwright-core';
 import { ERROR_PAGE_RETRY_SECONDS } from '../../relay/error-page.js';
+import { freePort } from '../helpers/apps.js';
 import { launchBrowser, waitForText } from '../helpers/browser.js';
 import { makeTestIdentity } from '../helpers/identity.js';
 import { INPROCESS_DOMAIN, previewPorts, startAgent, startRelay } from '../helpers/inprocess.js';
@@ -20,15 +20,6 @@ const { relay, url, httpPort } = await startRelay(id);
 t.teardown(() => relay.close());
 const browser = await launchBrowser(t, 'error-pages');
 const preview = (port: number, tunnel: string): string => `http://${port}-${tunnel}.${INPROCESS_DOMAIN}:${httpPort}/`;
-
-/** A port on 127.0.0.1 where nothing listens now (bound, then released). */
-async function freePort(): Promise<number> {
-  const server = createNetServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const port = (server.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 /** Starts an app on `port` that answers a page saying it is up. */
 async function startApp(port: number): Promise<Server> {

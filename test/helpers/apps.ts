@@ -89,14 +89,20 @@ export async function startTestApp(): Promise<TestApp> {
   };
 }
 
-/** python3 -m http.server serving `dir` on 127.0.0.1 at a free port; resolves once it answers. */
-export async function startPythonHttpServer(dir: string): Promise<{ port: number; proc: Proc }> {
-  // Find a free port by binding 0 and releasing it; python then binds it.
+/** A port on 127.0.0.1 where nothing listens now (bound, then released). */
+export async function freePort(): Promise<number> {
   const probe = createServer();
   probe.listen(0, '127.0.0.1');
   await once(probe, 'listening');
   const port = (probe.address() as AddressInfo).port;
-  await new Promise<void>((r) => probe.close(() => r()));
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  return port;
+}
+
+/** python3 -m http.server serving `dir` on 127.0.0.1 at a free port; resolves once it answers. */
+export async function startPythonHttpServer(dir: string): Promise<{ port: number; proc: Proc }> {
+  // A free port, released; python then binds it.
+  const port = await freePort();
   const proc = startProcess('python3', ['-u', '-m', 'http.server', String(port), '--bind', '127.0.0.1', '--directory', dir]);
   await proc.waitFor(/Serving HTTP/);
   return { port, proc };

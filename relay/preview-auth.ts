@@ -224,10 +224,13 @@ export class PreviewAccessControl implements PreviewAccess {
 /** The 302 that ends a token exchange: the same path without the token, and the session cookie. */
 function startSession(sessions: ViewerSessions, host: string, path: string, session: ViewerSession, secure: boolean, now: number): ErrorAnswer {
   const cookie = sessionSetCookie(sessions.seal(host, session), { maxAgeSeconds: session.exp - now, secure });
+  // A path that starts with two slashes would read as another host (`//evil.example/`): `/.` in
+  // front keeps the same path on this origin once the browser removes the dot segment.
+  const location = /^\/[/\\]/.test(path) ? `/.${path}` : path;
   return {
     status: 302,
     headers: [
-      ['Location', path],
+      ['Location', location],
       ['Set-Cookie', cookie],
       ['Cache-Control', 'no-store'],
       ['Referrer-Policy', 'no-referrer'],

@@ -146,6 +146,10 @@ t.test('?warren_token= is exchanged for a host-only session cookie and a redirec
   t.ok(maxAge > 590 && maxAge <= 600, `Max-Age ${maxAge} is the token's remaining life`);
   t.notOk(setCookie[0]!.includes(token.split('.')[1]!) || setCookie[0]!.includes(token.split('.')[2]!), 'the cookie is not the token');
 
+  const twoSlashes = await send(hostA, `//evil.example/x?warren_token=${token}`);
+  t.equal(twoSlashes.headers.location, '/.//evil.example/x', 'a path with two leading slashes stays on this origin');
+  t.equal(new URL(twoSlashes.headers.location!, `http://${hostA}/`).host, hostA);
+
   const over = await send(hostA, `/?warren_token=${token}`, { tls: true });
   t.equal(over.status, 302);
   t.match(over.headers["set-cookie"]?.[0] ?? "", /; Secure$/, 'Secure over TLS');

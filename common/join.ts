@@ -11,7 +11,12 @@ import { pipeline, type Duplex } from 'node:stream';
 export function joinSocket(socket: Socket, stream: Duplex, done?: (err: Error | undefined) => void): void {
   // Registered before pipeline's own listeners, so the RST goes out before pipeline's plain destroy().
   stream.once('error', () => {
-    if (!socket.destroyed) socket.resetAndDestroy();
+    if (socket.destroyed) return;
+    // After end() the socket may be shutting down, and libuv refuses a reset then (EINVAL); Node
+    // 20's TCPWrap marks the handle closing anyway and never closes it: the descriptor leaks and
+    // the process spins at exit in CleanupHandles. The peer has our FIN already: close plainly.
+    if (socket.writableEnded) socket.destroy();
+    else socket.resetAndDestroy();
   });
   socket.on('error', () => {
     // pipeline passes the socket's error on to the stream, which resets it.

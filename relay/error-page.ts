@@ -17,7 +17,7 @@ export interface ErrorContext {
   tunnelId?: string;
   /** App port parsed from the preview host. */
   port?: number;
-  /** Extra detail for 400 answers ("duplicate Host header"); never a raw header value. */
+  /** Extra detail for 400, 401 and 403 answers ("duplicate Host header"); never a raw header value. */
   detail?: string;
   /** False stops automatic reloads (for requests other than GET and HEAD). Default true. */
   retry?: boolean;
@@ -46,6 +46,7 @@ interface Wording {
 
 const port = (c: ErrorContext): string => (c.port === undefined ? 'this port' : `port ${c.port}`);
 const tunnel = (c: ErrorContext): string => (c.tunnelId === undefined ? 'this tunnel' : `tunnel ${c.tunnelId}`);
+const cap = (text: string): string => text.charAt(0).toUpperCase() + text.slice(1);
 
 const WORDING: Partial<Record<ErrorCode, Wording>> = {
   ERR_WARREN_TUNNEL_OFFLINE: {
@@ -74,6 +75,16 @@ const WORDING: Partial<Record<ErrorCode, Wording>> = {
     title: 'Bad request',
     message: (c) => `The request is malformed or ambiguous${c.detail ? `: ${c.detail}` : ''}.`,
     action: () => 'Send the request again without the ambiguity; browsers never send such requests.',
+  },
+  ERR_WARREN_UNAUTHORIZED: {
+    title: 'Private preview',
+    message: (c) => `${cap(port(c))} of ${tunnel(c)} is private and opens only with a viewer token${c.detail ? `: ${c.detail}` : ''}.`,
+    action: () => 'Open the preview link your platform gave you (it carries ?warren_token=...); links expire, so ask for a new one if this one is old. Tools send Authorization: Bearer <viewer token>.',
+  },
+  ERR_WARREN_FORBIDDEN: {
+    title: 'Forbidden',
+    message: (c) => `The relay refused this request${c.detail ? `: ${c.detail}` : ''}.`,
+    action: () => 'Open the preview from its own address; the token or page you used does not grant this.',
   },
   ERR_WARREN_MISDIRECTED: {
     title: 'Wrong host',

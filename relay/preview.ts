@@ -15,14 +15,16 @@
  * dev servers that check Host (Vite's allowedHosts) and apps that build absolute URLs need to see
  * the name the browser sees.
  *
- * Every request is checked (preview-guard.ts) before any stream is opened.
+ * Every request is checked (preview-guard.ts) before any stream is opened, then, when an access
+ * policy is set, for a viewer's right to a private port (preview-auth.ts).
  */
 import { STATUS_CODES, request as httpRequest, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../common/log.js';
 import { silentLogger } from '../common/log.js';
 import { ERRORS, InvalidArgumentError, WarrenError, type ErrorCode } from '../protocol/errors.js';
-import { renderErrorAnswer, type ErrorContext } from './error-page.js';
+import { renderErrorAnswer, type ErrorAnswer, type ErrorContext } from './error-page.js';
+import type { PreviewAccess } from './preview-auth.js';
 import { admitRequest, type AdmittedRequest } from './preview-guard.js';
 import { clientAddress, flattenHeaders, requestHeadersForApp, responseHeadersForClient, serializeResponseHead } from './preview-headers.js';
 import { normalizeHostname, type PreviewTarget } from './preview-host.js';
@@ -60,6 +62,18 @@ export interface PreviewOptions {
   logger?: Logger;
   /** An upgraded connection (WebSocket) with no traffic either way for this long is closed; default 10 min, 0 for never. */
   upgradeIdleTimeoutMs?: number;
+  /**
+   * Private previews: decides, before any stream is opened, whether a request may reach the app
+   * and what of it is forwarded. Without it every port is public and requests go as they came.
+   */
+  access?: PreviewAccess;
+}
+
+/** What is forwarded of an admitted request after the access check. */
+interface Forwarded {
+  admitted: AdmittedRequest;
+  rawHeaders: readonly string[];
+  extraHeaders: readonly string[];
 }
 
 /**
@@ -81,6 +95,7 @@ export class PreviewProxy {
   private readonly backend: PreviewBackend;
   private readonly log: Logger;
   private readonly upgradeIdleTimeoutMs: number;
+  private readonly access: PreviewAccess | undefined;
 
   /** Throws InvalidArgumentError when the domain is not a host name or the backend lacks openStream. */
   constructor(options: PreviewOptions) {
@@ -91,6 +106,7 @@ export class PreviewProxy {
     this.backend = options.backend;
     this.log = options.logger ?? silentLogger();
     this.upgradeIdleTimeoutMs = options.upgradeIdleTimeoutMs ?? 10 * 60_000;
+    this.access = options.access;
   }
 
   /**
@@ -110,9 +126,12 @@ export class PreviewProxy {
       return;
     }
     const context: ErrorContext = { ...admitted.target, retry };
+    const forwarded = this.checkAccess(req, admitted, false, (answer) => this.sendAnswer(req, res, answer));
+    if (forwarded === null) return;
     const stream = this.open(admitted, req, (code) => this.sendError(req, res, code, context));
     if (stream === null) return;
-    const proxyReq = this.requestOverStream(stream, req, admitted, requestHeadersForApp(req.rawHeaders, this.info(req, admitted), admitted.framing));
+    const headers = [...requestHeadersForApp(forwarded.rawHeaders, this.info(req, admitted), admitted.framing), ...forwarded.extraHeaders];
+    const proxyReq = this.requestOverStream(stream, req, forwarded.admitted, headers);
     if (proxyReq === null) {
       this.sendError(req, res, 'ERR_WARREN_BAD_REQUEST', { ...context, detail: 'the request cannot be forwarded as HTTP/1.1' });
       return;
@@ -173,10 +192,12 @@ export class PreviewProxy {
       return;
     }
     const context: ErrorContext = { ...admitted.target, retry: false };
+    const forwarded = this.checkAccess(req, admitted, true, (answer) => this.sendRawAnswer(socket, answer));
+    if (forwarded === null) return;
     const stream = this.open(admitted, req, (code) => this.sendRawError(req, socket, code, context));
     if (stream === null) return;
-    const headers = requestHeadersForApp(req.rawHeaders, this.info(req, admitted), { kind: 'none' }, req.headers.upgrade ?? '');
-    const proxyReq = this.requestOverStream(stream, req, admitted, headers);
+    const headers = [...requestHeadersForApp(forwarded.rawHeaders, this.info(req, admitted), { kind: 'none' }, req.headers.upgrade ?? ''), ...forwarded.extraHeaders];
+    const proxyReq = this.requestOverStream(stream, req, forwarded.admitted, headers);
     if (proxyReq === null) {
       this.sendRawError(req, socket, 'ERR_WARREN_BAD_REQUEST', { ...context, detail: 'the request cannot be forwarded as HTTP/1.1' });
       return;
@@ -211,6 +232,20 @@ export class PreviewProxy {
       stream.destroy();
     });
     proxyReq.end();
+  }
+
+  /**
+   * Runs the access check (none: forward as is). Returns what to forward, or null after `answer`
+   * was called with the relay's own answer (a redirect, 401 or 403).
+   */
+  private checkAccess(req: IncomingMessage, admitted: AdmittedRequest, upgrade: boolean, answer: (a: ErrorAnswer) => void): Forwarded | null {
+    if (this.access === undefined) return { admitted, rawHeaders: req.rawHeaders, extraHeaders: [] };
+    const decision = this.access.check({ req, target: admitted.target, host: admitted.host, path: admitted.path, secure: admitted.secure, upgrade });
+    if (decision.kind === 'answer') {
+      answer(decision.answer);
+      return null;
+    }
+    return { admitted: { ...admitted, path: decision.path }, rawHeaders: decision.rawHeaders, extraHeaders: decision.extraHeaders };
   }
 
   /** Opens the backend stream, or answers with the error it threw and returns null. */
@@ -286,6 +321,11 @@ export class PreviewProxy {
 
   /** Writes a coded error answer through a ServerResponse. */
   private sendError(req: IncomingMessage, res: ServerResponse, code: ErrorCode, context: ErrorContext): void {
+    this.sendAnswer(req, res, renderErrorAnswer(code, req.headers.accept, context));
+  }
+
+  /** Writes one of the relay's own answers through a ServerResponse. */
+  private sendAnswer(req: IncomingMessage, res: ServerResponse, answer: ErrorAnswer): void {
     if (res.headersSent || res.destroyed) {
       res.destroy();
       return;
@@ -295,18 +335,21 @@ export class PreviewProxy {
       res.shouldKeepAlive = false;
       req.resume();
     }
-    const answer = renderErrorAnswer(code, req.headers.accept, context);
     res.writeHead(answer.status, flattenHeaders(answer.headers));
     res.end(req.method === 'HEAD' ? undefined : answer.body);
   }
 
   /** Writes a coded error answer on a raw socket (upgrade requests) and closes it. */
   private sendRawError(req: IncomingMessage, socket: Duplex, code: ErrorCode, context: ErrorContext): void {
+    this.sendRawAnswer(socket, renderErrorAnswer(code, req.headers.accept, context));
+  }
+
+  /** Writes one of the relay's own answers on a raw socket (upgrade requests) and closes it. */
+  private sendRawAnswer(socket: Duplex, answer: ErrorAnswer): void {
     if (socket.destroyed || !socket.writable) {
       socket.destroy();
       return;
     }
-    const answer = renderErrorAnswer(code, req.headers.accept, context);
     const raw = [...flattenHeaders(answer.headers), 'Connection', 'close'];
     socket.once('finish', () => socket.destroy());
     socket.end(Buffer.concat([Buffer.from(serializeResponseHead(answer.status, STATUS_CODES[answer.status] ?? 'Error', raw), 'latin1'), answer.body]));

@@ -13,6 +13,7 @@
 import { once } from 'node:events';
 import { STATUS_CODES, createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import type { KeyObject } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Registry } from 'prom-client';
@@ -32,6 +33,9 @@ import { flattenHeaders, serializeResponseHead } from './preview-headers.js';
 import { onPreviewClientError, previewServerOptions } from './preview-server.js';
 import { RelayMetrics, type SessionRole, type StreamKind } from './metrics.js';
 import { AdminServer, type AdminBackend } from './admin.js';
+import { PreviewAccessControl } from './preview-auth.js';
+import { ViewerSessions } from './viewer-session.js';
+import { JWKS_PATH, ViewerTokenSigner } from './viewer-token.js';
 
 /** Relay settings (validated by relay/config.ts for the CLI). */
 export interface RelayOptions {
@@ -74,6 +78,15 @@ export interface RelayOptions {
   timeouts?: RelayTimeouts;
   /** Token clock in ms (tests). */
   now?: () => number;
+  /**
+   * HMAC key (at least 32 bytes) of private-preview session cookies; default random at start, so
+   * sessions end with the process. Relays that share one make sessions valid on each other.
+   */
+  previewSessionKey?: Buffer;
+  /** Ed25519 private key that signs X-Warren-Viewer-Token; default a fresh one at start. */
+  viewerTokenKey?: KeyObject;
+  /** `iss` of X-Warren-Viewer-Token; default "warren-relay". */
+  viewerTokenIssuer?: string;
 }
 
 /** How long slow or idle clients may hold a connection. */
@@ -110,6 +123,8 @@ export class Relay {
   readonly metrics: RelayMetrics;
   /** Raw TCP endpoints, when a port range is configured. */
   readonly tcp: TcpEndpoints | undefined;
+  /** Signs the viewer identity private previews' apps receive; its keys are served at JWKS_PATH. */
+  readonly viewerTokens: ViewerTokenSigner;
   private readonly options: RelayOptions;
   private readonly log: Logger;
   private readonly policy: TokenPolicy;
@@ -142,10 +157,18 @@ export class Relay {
     };
     this.metrics = new RelayMetrics(options.metricsRegistry ?? new Registry(), { collectBytes: () => this.bytesSinceLastScrape() });
     this.admin = options.admin ? new AdminServer(this.adminBackend(), options.adminToken, this.log) : null;
+    this.viewerTokens = new ViewerTokenSigner({ key: options.viewerTokenKey, issuer: options.viewerTokenIssuer });
     this.preview = new PreviewProxy({
       domain: options.domain,
       logger: this.log,
       upgradeIdleTimeoutMs: options.timeouts?.idleMs,
+      access: new PreviewAccessControl({
+        policy: this.policy,
+        isPrivate: (target) => this.registry.get(target.tunnelId)?.ports.get(target.port)?.private === true,
+        sessions: new ViewerSessions(options.previewSessionKey),
+        signer: this.viewerTokens,
+        logger: this.log,
+      }),
       backend: {
         openStream: (target, info) => this.openToAgent('preview', target.tunnelId, target.port, { src: 'preview', ip: info.remoteAddress }),
       },
@@ -282,6 +305,12 @@ export class Relay {
     });
     if (target || !secure) {
       this.preview.handleRequest(req, res);
+      return;
+    }
+    if (req.url === JWKS_PATH && (req.method === 'GET' || req.method === 'HEAD')) {
+      const jwks = this.viewerTokens.jwksJson();
+      res.writeHead(200, { 'content-type': 'application/jwk-set+json', 'content-length': jwks.length, 'cache-control': 'public, max-age=300' });
+      res.end(req.method === 'HEAD' ? undefined : jwks);
       return;
     }
     if (req.url === '/' && (req.method === 'GET' || req.method === 'HEAD')) {

@@ -7,7 +7,7 @@
  *   GET    /v1/tunnels/{id}     one tunnel with its open streams
  *   DELETE /v1/tunnels/{id}     disconnect the tunnel's agent (GOAWAY, then close)
  *   POST   /v1/revoke           {"jti": "..."}: refuse the token from now on and close its sessions
- *   POST   /v1/drain            start draining, as SIGTERM does
+ *   POST   /v1/drain            start draining, as SIGTERM does; optional {"hint": "wss://other-relay"}
  *
  * Without an admin token the API answers 403 and only metrics and health are served.
  */
@@ -41,7 +41,7 @@ export interface AdminBackend {
   streams(tunnelId: string): { id: number; port: number; kind: string; bufferedSendBytes: number; readableBytes: number }[] | undefined;
   disconnect(tunnelId: string): boolean;
   revoke(jti: string): number;
-  drain(): void;
+  drain(hint: string | undefined): void;
 }
 
 /** Constant-time comparison of two secrets of any length. */
@@ -163,7 +163,11 @@ export class AdminServer {
       return json(res, 200, { revoked: body.jti, sessionsClosed: closed });
     }
     if (req.method === 'POST' && path === '/v1/drain') {
-      this.backend.drain();
+      const body = req.headers['content-length'] === '0' || req.headers['content-length'] === undefined ? {} : ((await readJson(req)) as { hint?: unknown });
+      const hint = body?.hint;
+      if (hint !== undefined && (typeof hint !== 'string' || !/^wss:\/\/[^\s]{1,500}$/.test(hint))) return fail(res, new WarrenError('ERR_WARREN_BAD_REQUEST', 'hint must be a wss:// relay URL'));
+      this.log.info({ event: 'admin_drain', hint }, 'drain started by the admin API');
+      this.backend.drain(hint);
       return json(res, 202, { draining: true });
     }
     return fail(res, new WarrenError('ERR_WARREN_BAD_REQUEST', `no such endpoint: ${req.method} ${path}`), 404);

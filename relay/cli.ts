@@ -2,6 +2,7 @@
  * `warren relay`: flags (each also WARREN_<FLAG> in the environment) and --config FILE, merged
  * and validated by relay/config.ts, then the daemon runs until SIGTERM or SIGINT.
  */
+import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { envOption, repeatableOption, runAction } from '../common/cli.js';
 import { createLogger } from '../common/log.js';
@@ -49,6 +50,7 @@ export function registerRelayCommand(program: Command): void {
     .addOption(envOption('--tcp-host <host>', 'host name printed in raw TCP endpoints (default: the --listen host)'))
     .addOption(envOption('--admin <host:port>', 'admin listener: /metrics, /healthz, /readyz and the admin API'))
     .addOption(envOption('--admin-token <token>', 'bearer token for the admin API (set it in WARREN_ADMIN_TOKEN)'))
+    .addOption(envOption('--drain-hint <url>', 'relay URL (wss://) that agents move to when this relay drains'))
     .addOption(envOption('--grace-period <duration>', `how long a draining relay waits for open streams (default ${RELAY_DEFAULTS.gracePeriod})`))
     .addOption(envOption('--log-level <level>', `fatal, error, warn, info, debug, trace or silent (default ${RELAY_DEFAULTS.logLevel})`))
     .addOption(repeatableOption('--revoked <jti>', 'token id (jti) to refuse; repeatable'))
@@ -88,6 +90,7 @@ export function registerRelayCommand(program: Command): void {
           admin: config.admin,
           adminToken: config.adminToken,
           gracePeriodMs: config.gracePeriodMs,
+          drainHint: config.drainHint,
           timeouts: { headersMs: config.headersTimeoutMs, requestMs: config.requestTimeoutMs, idleMs: config.idleTimeoutMs },
           session: { keepaliveIntervalMs: config.keepaliveMs, keepaliveTimeoutMs: config.keepaliveMs, maxStreams: config.maxStreams, maxPendingOpens: Math.min(512, config.maxStreams) },
           logger,
@@ -108,6 +111,19 @@ export function registerRelayCommand(program: Command): void {
         };
         process.on('SIGTERM', () => stop('SIGTERM'));
         process.on('SIGINT', () => stop('SIGINT'));
+        // SIGHUP: load a renewed certificate without a restart; open connections keep theirs.
+        process.on('SIGHUP', () => {
+          void Promise.all([readFile(config.certFile, 'utf8'), readFile(config.keyFile, 'utf8')]).then(
+            ([cert, key]) => {
+              try {
+                relay.setCertificate(cert, key);
+              } catch (err) {
+                logger.error({ event: 'certificate_reload_failed', code: 'ERR_WARREN_CERT', reason: (err as Error).message }, 'new certificate refused; keeping the old one');
+              }
+            },
+            (err: Error) => logger.error({ event: 'certificate_reload_failed', code: 'ERR_WARREN_CERT', reason: err.message }, 'cannot read the certificate; keeping the old one'),
+          );
+        });
       }),
     );
 }

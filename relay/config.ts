@@ -27,6 +27,7 @@ export interface RawRelayConfig {
   tcpHost?: string;
   admin?: string;
   adminToken?: string;
+  drainHint?: string;
   gracePeriod?: string;
   logLevel?: string;
   revoked?: string[];
@@ -51,6 +52,7 @@ export const RELAY_SETTINGS = [
   'tcpHost',
   'admin',
   'adminToken',
+  'drainHint',
   'gracePeriod',
   'logLevel',
   'revoked',
@@ -89,6 +91,8 @@ export interface RelayConfig {
   readonly tcpHost?: string;
   readonly admin?: HostPort;
   readonly adminToken?: string;
+  /** Relay URL agents are sent to when this relay drains. */
+  readonly drainHint?: string;
   readonly gracePeriodMs: number;
   readonly logLevel: string;
   readonly revoked: readonly string[];
@@ -193,6 +197,7 @@ const rawSchema = z.object({
   tcpHost: z.string().optional(),
   admin: z.string().optional(),
   adminToken: z.string().min(16, 'must be at least 16 characters').optional(),
+  drainHint: z.string().regex(/^wss:\/\/\S+$/, 'must be a wss:// relay URL').optional(),
   gracePeriod: z.string(),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
   revoked: z.array(z.string()).optional(),
@@ -296,6 +301,7 @@ export async function loadRelayConfig(raw: RawRelayConfig, earlierIssues: readon
     tcpHost: r.tcpHost,
     admin,
     adminToken: r.adminToken,
+    drainHint: r.drainHint,
     gracePeriodMs,
     logLevel: r.logLevel,
     revoked: Object.freeze([...(r.revoked ?? [])]),

@@ -74,6 +74,8 @@ export interface RelayOptions {
   adminToken?: string;
   /** Default grace period of a drain; default 30 s. */
   gracePeriodMs?: number;
+  /** Relay URL that draining sends agents to (the GOAWAY reconnect hint); default none. */
+  drainHint?: string;
   /** HTTP timeouts of the listeners (slow clients). */
   timeouts?: RelayTimeouts;
   /** Token clock in ms (tests). */
@@ -227,6 +229,15 @@ export class Relay {
     const a = this.tlsServer.address() as AddressInfo;
     const h = this.httpServer?.address() as AddressInfo | null | undefined;
     return { listen: { host: a.address, port: a.port }, httpListen: h ? { host: h.address, port: h.port } : undefined };
+  }
+
+  /**
+   * Replaces the TLS certificate and key for new connections (a renewed certificate, on SIGHUP);
+   * open connections keep theirs. Throws when the pair is unusable, leaving the old one in place.
+   */
+  setCertificate(cert: string, key: string): void {
+    this.tlsServer.setSecureContext({ cert, key, minVersion: 'TLSv1.3' });
+    this.log.info({ event: 'certificate_reloaded' }, 'TLS certificate reloaded');
   }
 
   /** Ready for traffic: listening and not draining. */
@@ -424,7 +435,7 @@ export class Relay {
         return true;
       },
       revoke: (jti) => this.revoke(jti),
-      drain: () => void this.drain(),
+      drain: (hint) => void this.drain({ hint }),
     };
   }
 
@@ -433,7 +444,7 @@ export class Relay {
    * open streams finish within the grace period, then closes. Resolves when everything is closed.
    */
   drain(options: DrainOptions = {}): Promise<void> {
-    this.drainPromise ??= this.runDrain(options.graceMs ?? this.options.gracePeriodMs ?? 30_000, options.hint);
+    this.drainPromise ??= this.runDrain(options.graceMs ?? this.options.gracePeriodMs ?? 30_000, options.hint ?? this.options.drainHint);
     return this.drainPromise;
   }
 

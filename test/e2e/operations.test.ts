@@ -169,3 +169,42 @@ t.test('--check-config validates a YAML file and reports every problem by name',
   const all = (await runWarren(['relay', '--config', worse, '--check-config'])).lines.join('\n');
   for (const field of ['listen', 'cert', 'key', 'domain', 'gracePeriod', 'trustKey']) t.match(all, new RegExp(`${field}:`), `reports ${field}`);
 });
+
+t.test('SIGHUP loads a renewed certificate for new connections', async (t) => {
+  const { connect: tlsConnect } = await import('node:tls');
+  const { copyFileSync } = await import('node:fs');
+  const renewed = await makeTestIdentity();
+  t.teardown(() => renewed.remove());
+  const own = await makeTestIdentity();
+  t.teardown(() => own.remove());
+  const relay2 = await startRelayProcess(own);
+  t.teardown(() => relay2.proc.stop('SIGKILL'));
+  const fingerprint = async (ca: string): Promise<string> => {
+    const socket = tlsConnect({ host: '127.0.0.1', port: relay2.port, ca, servername: 'relay.test' });
+    await once(socket, 'secureConnect');
+    const fp = socket.getPeerCertificate().fingerprint256;
+    socket.destroy();
+    return fp;
+  };
+  const before = await fingerprint(own.caPem);
+  copyFileSync(renewed.certFile, own.certFile);
+  copyFileSync(renewed.keyFile, own.keyFile);
+  const reloaded = relay2.proc.lines.length;
+  relay2.proc.child.kill('SIGHUP');
+  await relay2.proc.waitFor(/"event":"certificate_reloaded"/, 10_000, reloaded);
+  const after = await fingerprint(renewed.caPem);
+  t.not(after, before, 'new connections get the renewed certificate');
+});
+
+t.test('a drain hint sends agents to the named relay', async (t) => {
+  const target = await startRelayProcess(id);
+  t.teardown(() => target.proc.stop('SIGKILL'));
+  const hinted = await startRelayProcess(id, ['--drain-hint', target.url]);
+  const mover = await startAgentProcess(id, hinted, id.token('agent', 'hinted', [app.port]), ['--port', String(app.port)]);
+  t.teardown(() => mover.stop());
+  hinted.proc.child.kill('SIGTERM');
+  await mover.waitFor(new RegExp(`moving to ${target.url.replace(/[.]/g, '\\.')}`));
+  await mover.waitFor(new RegExp(`is online via ${target.url.replace(/[.]/g, '\\.')}`));
+  t.equal((await previewRequest(target, `${app.port}-hinted.${TEST_DOMAIN}`, '/')).status, 200, 'the preview works through the hinted relay');
+  t.equal(await hinted.proc.exited, 0);
+});

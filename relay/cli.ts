@@ -91,6 +91,8 @@ export function registerRelayCommand(program: Command): void {
           adminToken: config.adminToken,
           gracePeriodMs: config.gracePeriodMs,
           drainHint: config.drainHint,
+          // A plain listener whose previews are announced as https sits behind a TLS-terminating front end.
+          tlsTerminatedInFront: config.httpListen !== undefined && !(config.publicUrl ?? 'https:').startsWith('http:'),
           timeouts: { headersMs: config.headersTimeoutMs, requestMs: config.requestTimeoutMs, idleMs: config.idleTimeoutMs },
           session: { keepaliveIntervalMs: config.keepaliveMs, keepaliveTimeoutMs: config.keepaliveMs, maxStreams: config.maxStreams, maxPendingOpens: Math.min(512, config.maxStreams) },
           logger,

@@ -63,6 +63,11 @@ export interface PreviewOptions {
   /** An upgraded connection (WebSocket) with no traffic either way for this long is closed; default 10 min, 0 for never. */
   upgradeIdleTimeoutMs?: number;
   /**
+   * Requests on plain (non-TLS) connections came through a front end that terminated TLS (a load
+   * balancer): treat them as https for X-Forwarded-Proto, cookies and Origin checks. Default false.
+   */
+  tlsTerminatedInFront?: boolean;
+  /**
    * Private previews: decides, before any stream is opened, whether a request may reach the app
    * and what of it is forwarded. Without it every port is public and requests go as they came.
    */
@@ -96,6 +101,7 @@ export class PreviewProxy {
   private readonly log: Logger;
   private readonly upgradeIdleTimeoutMs: number;
   private readonly access: PreviewAccess | undefined;
+  private readonly tlsTerminatedInFront: boolean;
 
   /** Throws InvalidArgumentError when the domain is not a host name or the backend lacks openStream. */
   constructor(options: PreviewOptions) {
@@ -107,6 +113,7 @@ export class PreviewProxy {
     this.log = options.logger ?? silentLogger();
     this.upgradeIdleTimeoutMs = options.upgradeIdleTimeoutMs ?? 10 * 60_000;
     this.access = options.access;
+    this.tlsTerminatedInFront = options.tlsTerminatedInFront ?? false;
   }
 
   /**
@@ -118,7 +125,7 @@ export class PreviewProxy {
   handleRequest(req: IncomingMessage, res: ServerResponse): void {
     req.on('error', () => undefined); // client aborts are handled through res 'close'
     const retry = req.method === 'GET' || req.method === 'HEAD';
-    const admitted = admitRequest(req, this.domain);
+    const admitted = this.admit(req, false);
     if (!admitted.ok) {
       this.log.debug({ code: admitted.code, detail: admitted.detail }, 'preview request rejected');
       res.shouldKeepAlive = false;
@@ -185,7 +192,7 @@ export class PreviewProxy {
    */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', (err) => this.log.debug({ err: err.message }, 'preview upgrade client error'));
-    const admitted = admitRequest(req, this.domain, true);
+    const admitted = this.admit(req, true);
     if (!admitted.ok) {
       this.log.debug({ code: admitted.code, detail: admitted.detail }, 'preview upgrade rejected');
       this.sendRawError(req, socket, admitted.code, { ...admitted.target, detail: admitted.detail, retry: false });
@@ -289,6 +296,12 @@ export class PreviewProxy {
       stream.destroy();
       return null;
     }
+  }
+
+  /** The guard's checks, with plain connections counted as TLS when a front end terminated it. */
+  private admit(req: IncomingMessage, upgrade: boolean): ReturnType<typeof admitRequest> {
+    const admitted = admitRequest(req, this.domain, upgrade);
+    return admitted.ok && !admitted.secure && this.tlsTerminatedInFront ? { ...admitted, secure: true } : admitted;
   }
 
   /** Sends the app's 101 to the client, then joins the two byte streams with half-close. */

@@ -43,6 +43,8 @@ export interface RelayOptions {
   listen: HostPort;
   /** Optional plain-HTTP listener, previews only. */
   httpListen?: HostPort;
+  /** The plain listener sits behind a front end that terminated TLS: its requests count as https. */
+  tlsTerminatedInFront?: boolean;
   /** PEM certificate chain and key for the TLS listener. */
   tls: { cert: string; key: string };
   /** Preview domain: previews are `{port}-{tunnel}.{domain}`. */
@@ -164,6 +166,7 @@ export class Relay {
       domain: options.domain,
       logger: this.log,
       upgradeIdleTimeoutMs: options.timeouts?.idleMs,
+      tlsTerminatedInFront: options.tlsTerminatedInFront,
       access: new PreviewAccessControl({
         policy: this.policy,
         isPrivate: (target) => this.registry.get(target.tunnelId)?.ports.get(target.port)?.private === true,

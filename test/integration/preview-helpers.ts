@@ -140,9 +140,9 @@ export interface ProxyFixture {
 }
 
 /** Starts a preview server (HTTP unless options.tls) for a fresh LoopbackBackend. */
-export async function startProxy(t: Test, options: PreviewServerOptions = {}): Promise<ProxyFixture> {
+export async function startProxy(t: Test, options: PreviewServerOptions = {}, proxyOptions: { tlsTerminatedInFront?: boolean } = {}): Promise<ProxyFixture> {
   const backend = new LoopbackBackend();
-  const proxy = new PreviewProxy({ domain: DOMAIN, backend });
+  const proxy = new PreviewProxy({ domain: DOMAIN, backend, ...proxyOptions });
   const server = createPreviewServer(proxy, options);
   closeOnTeardown(t, server);
   return { backend, proxy, server, port: await listen(server) };

@@ -88,6 +88,18 @@ t.test('X-Forwarded-* are replaced, never appended; Forwarded and X-Warren-* fro
   t.same(seen.filter((_, i) => i % 2 === 0 && /^x-warren-/i.test(seen[i]!)), []);
 });
 
+t.test('behind a TLS-terminating front end, requests on the plain listener are forwarded as https', async (t) => {
+  let seen: string[] = [];
+  const app = await startApp(t, (req, res) => {
+    seen = req.rawHeaders;
+    res.end();
+  });
+  const { backend, port } = await startProxy(t, {}, { tlsTerminatedInFront: true });
+  backend.expose('ab12cd', 3000, app.port);
+  await fetchVia(port, HOST, { headers: { 'X-Forwarded-Proto': 'http' } });
+  t.same(rawValues(seen, 'x-forwarded-proto'), ['https']);
+});
+
 t.test('hop-by-hop headers are stripped both ways, including those named in Connection', async (t) => {
   let seen: string[] = [];
   const app = await startApp(t, (req, res) => {

@@ -340,7 +340,10 @@ export class Agent extends EventEmitter {
     dialLoopback(stream.port, this.options.localDialTimeoutMs, this.preferredHost.get(stream.port)).then(
       (socket) => {
         if (stream.destroyed) {
-          socket.destroy();
+          // Reset while the dial was completing: the app sees a reset too, as it would have
+          // a moment later through joinSocket.
+          socket.on('error', () => {});
+          socket.resetAndDestroy();
           return;
         }
         if (socket.remoteAddress) this.preferredHost.set(stream.port, socket.remoteAddress);

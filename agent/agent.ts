@@ -236,6 +236,9 @@ export class Agent extends EventEmitter {
 
   private async loop(): Promise<void> {
     while (!this.stopping) {
+      // A drain hint is advice from a relay: when it cannot be used (not a wss:// URL, an
+      // untrusted certificate, any refusal), the agent goes on with its own relay list.
+      const hinted = this.hint !== undefined;
       const relay = this.nextRelay();
       this.statusValue = this.everConnected ? 'reconnecting' : 'connecting';
       this.report({ event: 'connecting', relay, attempt: this.backoff.attempts + 1 });
@@ -252,8 +255,8 @@ export class Agent extends EventEmitter {
         });
       } catch (err) {
         if (this.stopping) return;
-        if (!isRetryable(err)) throw err;
-        await this.pause(relay, err as WarrenError);
+        if (!isRetryable(err) && !hinted) throw err;
+        await this.pause(relay, err instanceof WarrenError ? err : new ConnectionError('ERR_WARREN_RELAY_UNREACHABLE', String(err), { cause: err }));
         continue;
       }
       if (this.stopping) {

@@ -195,8 +195,8 @@ t.test('OPEN metadata over the maximum ends with ERR_WARREN_METADATA_TOO_LARGE',
   await endsWith(t, peer, 'ERR_WARREN_METADATA_TOO_LARGE');
 });
 
-t.test('after every attack the relay still serves the other tenant and counts one agent per tunnel', async (t) => {
+t.test('after every attack the relay process runs on and serves the other tenant', async (t) => {
   const results = await Promise.all(Array.from({ length: 20 }, (_, i) => previewRequest(relay, tenantHost, `/after/${i}`)));
-  t.equal(results.filter((r) => r.status === 200).length, 20);
+  t.equal(results.filter((r) => r.status === 200).length, 20, '20 of 20 requests to the other tenant answer 200');
   t.equal(relay.proc.child.exitCode, null, 'the relay process is running');
 });

@@ -103,8 +103,9 @@ export class FrameWriter {
         bytes += frame[0]!.length + frame[1]!.length;
         this.dataFramesOut++;
       }
-      // Round robin: a stream with more to send goes to the back of the line.
-      if (stream.sendable) {
+      // Round robin: a stream with more to send goes to the back of the line, once. takeFrame()
+      // may already have put it there: completing its write lets the application write more.
+      if (stream.sendable && !stream.queued) {
         stream.queued = true;
         this.ready.push(stream);
       }

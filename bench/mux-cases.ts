@@ -136,7 +136,7 @@ async function openSession(c: BenchCase, target: Target, options: RunOptions): P
   let transport: Transport;
   if (c.transport === 'tls') transport = socketTransport(await connectTls(target.ports.tlsMux, target.caPem));
   else transport = webSocketTransport(await connectWs(target.ports.wss, WS_MUX_PATH, target.caPem, options.wsZeroMask));
-  return connectSession(transport, { ...options.sessionOptions, keepaliveIntervalMs: 0, token: 'bench' });
+  return connectSession(transport, { ...options.sessionOptions, token: 'bench' });
 }
 
 async function runMux(c: BenchCase, target: Target, options: RunOptions): Promise<TransferResult> {

@@ -50,7 +50,7 @@ class RawReceiver {
 
 /** Serves a Warren session: every stream is counted and answered with an ack at its FIN. */
 function serveMux(transport: Transport, init: InitMessage): void {
-  acceptSession(transport, { ...init.sessionOptions, keepaliveIntervalMs: 0, authenticate: () => ({}) }).then(
+  acceptSession(transport, { ...init.sessionOptions, authenticate: () => ({}) }).then(
     (session) => {
       session.on('stream', (stream: MuxStream) => {
         stream.accept();

@@ -41,6 +41,8 @@ interface CaseReport {
   streams: number;
   /** Median over the runs. */
   mbPerSec: number;
+  /** Best run: on a shared machine, interference only ever slows a run down. */
+  bestMbPerSec: number;
   /** DATA frames per second (median run); null for raw cases. */
   framesPerSec: number | null;
   /** Throughput relative to tls-raw in this run. */
@@ -52,6 +54,8 @@ interface CaseReport {
   /** CPU time over wall time of each process during the median run (1.0 = one core busy). */
   senderCpu: number;
   receiverCpu: number;
+  /** CPU seconds per GB moved, both processes together (median over the runs): steadier than MB/s on a busy machine. */
+  cpuSecPerGB: number;
   runs: (TransferResult & { mbPerSec: number; senderCpu: number; receiverCpu: number })[];
 }
 
@@ -110,27 +114,31 @@ function report(c: BenchCase, runs: CaseReport['runs'], baseline: number | null)
     mode: c.mode,
     streams: c.streams,
     mbPerSec: round(mid.mbPerSec),
+    bestMbPerSec: Math.max(...runs.map((r) => r.mbPerSec)),
     framesPerSec: mux ? Math.round(mid.dataFrames! / mid.seconds) : null,
     ratioToRaw: baseline ? round(mid.mbPerSec / baseline, 3) : null,
     bytesPerFrame: mux && mid.dataFrames ? Math.round(mid.bytes / mid.dataFrames) : null,
     writesPerMiB: mux ? round(mid.transportWrites! / (mid.bytes / MIB), 2) : null,
     senderCpu: round(mid.senderCpu, 2),
     receiverCpu: round(mid.receiverCpu, 2),
+    cpuSecPerGB: round(median(runs.map((r) => ((r.senderCpu + r.receiverCpu) * r.seconds) / (r.bytes / 1e9))), 2),
     runs,
   };
 }
 
 function table(reports: CaseReport[]): string {
-  const head = ['case', 'MB/s', 'vs raw', 'frames/s', 'KiB/frame', 'writes/MiB', 'cpu snd', 'cpu rcv'];
+  const head = ['case', 'MB/s', 'best', 'vs raw', 'frames/s', 'KiB/frame', 'writes/MiB', 'cpu snd', 'cpu rcv', 'cpu s/GB'];
   const rows = reports.map((r) => [
     r.name,
     r.mbPerSec.toFixed(0),
+    r.bestMbPerSec.toFixed(0),
     r.ratioToRaw === null ? '-' : `${(r.ratioToRaw * 100).toFixed(0)}%`,
     r.framesPerSec === null ? '-' : String(r.framesPerSec),
     r.bytesPerFrame === null ? '-' : (r.bytesPerFrame / 1024).toFixed(0),
     r.writesPerMiB === null ? '-' : r.writesPerMiB.toFixed(1),
     r.senderCpu.toFixed(2),
     r.receiverCpu.toFixed(2),
+    r.cpuSecPerGB.toFixed(2),
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]): string => cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ');

@@ -13,7 +13,10 @@ import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import type { AddressInfo, Server } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { WS_MAX_MESSAGE_BYTES, WS_SUBPROTOCOL, acceptSession, socketTransport, webSocketTransport, type MuxStream, type Transport } from '../protocol/index.js';
-import { ByteSink, LENGTH_PREFIX_BYTES, WS_MUX_PATH, WS_RAW_PATH, type CpuRequest, type InitMessage, type ReceiverMessage } from './mux-shared.js';
+import { ByteSink, LENGTH_PREFIX_BYTES, WS_MUX_PATH, WS_RAW_PATH, type InitMessage, type ReceiverMessage, type UsageRequest, usageNow } from './mux-shared.js';
+
+// Named so that ps, top and perf tell the two benchmark processes apart.
+process.title = 'mux-receiver';
 
 function send(message: ReceiverMessage): void {
   process.send?.(message);
@@ -108,14 +111,14 @@ async function start(init: InitMessage): Promise<void> {
   send({ type: 'ready', ports });
 }
 
-process.on('message', (message: InitMessage | CpuRequest) => {
+process.on('message', (message: InitMessage | UsageRequest) => {
   if (message.type === 'init') {
     start(message).catch((err: unknown) => {
       send({ type: 'error', message: err instanceof Error ? err.message : String(err) });
       process.exit(1);
     });
-  } else if (message.type === 'cpu') {
-    send({ type: 'cpu', usage: process.cpuUsage() });
+  } else if (message.type === 'usage') {
+    send({ type: 'usage', usage: usageNow() });
   }
 });
 // The benchmark is over when the parent goes away.

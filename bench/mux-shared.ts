@@ -54,15 +54,29 @@ export interface InitMessage {
   sessionOptions: SessionOptions;
 }
 
-/** Parent → receiver: report CPU time used so far. */
-export interface CpuRequest {
-  type: 'cpu';
+/** Parent → receiver: report the resources used so far. */
+export interface UsageRequest {
+  type: 'usage';
+}
+
+/** What a process has used since it started. */
+export interface Usage {
+  /** User and system CPU time. */
+  cpuSeconds: number;
+  /** Minor page faults: fresh memory being mapped in, a sign of allocation churn. */
+  minorFaults: number;
+}
+
+/** This process's usage now. */
+export function usageNow(): Usage {
+  const r = process.resourceUsage();
+  return { cpuSeconds: (r.userCPUTime + r.systemCPUTime) / 1e6, minorFaults: r.minorPageFault };
 }
 
 /** Receiver → parent. */
 export type ReceiverMessage =
   | { type: 'ready'; ports: { tlsRaw: number; tlsMux: number; wss: number } }
-  | { type: 'cpu'; usage: NodeJS.CpuUsage }
+  | { type: 'usage'; usage: Usage }
   | { type: 'error'; message: string };
 
 /** The acknowledgement: received byte count (u64) and, when verifying, the SHA-256 of the bytes. */

@@ -25,13 +25,16 @@ import { parseArgs } from 'node:util';
 import type { SessionOptions } from '../protocol/index.js';
 import { testTlsIdentity } from '../test/helpers/tls.js';
 import { runCase, type RunOptions, type Target, type TransferResult } from './mux-cases.js';
-import { BASELINE_CASE, CASES, CHUNK_BYTES, type BenchCase, type InitMessage, type ReceiverMessage } from './mux-shared.js';
+import { BASELINE_CASE, CASES, CHUNK_BYTES, type BenchCase, type InitMessage, type ReceiverMessage, type Usage, usageNow } from './mux-shared.js';
 
 const MIB = 1024 * 1024;
 /** Default bytes per transfer: large enough for a few seconds per case at loopback speeds. */
 const DEFAULT_BYTES = 1024 * MIB;
 const DEFAULT_RUNS = 3;
 const QUICK_BYTES = 16 * MIB;
+
+/** One transfer in the JSON. */
+type RunReport = TransferResult & { mbPerSec: number; senderCpu: number; receiverCpu: number; senderFaults: number; receiverFaults: number };
 
 /** One case's results in the JSON. */
 interface CaseReport {
@@ -56,7 +59,10 @@ interface CaseReport {
   receiverCpu: number;
   /** CPU seconds per GB moved, both processes together (median over the runs): steadier than MB/s on a busy machine. */
   cpuSecPerGB: number;
-  runs: (TransferResult & { mbPerSec: number; senderCpu: number; receiverCpu: number })[];
+  /** Minor page faults per GB in each process (median run): allocation churn. */
+  senderFaultsPerGB: number;
+  receiverFaultsPerGB: number;
+  runs: RunReport[];
 }
 
 function parseSize(text: string): number {
@@ -76,7 +82,7 @@ function log(line: string): void {
 }
 
 /** The receiver process and a way to ask it for its CPU time. */
-async function startReceiver(init: InitMessage): Promise<{ ports: Target['ports']; cpu(): Promise<NodeJS.CpuUsage>; stop(): void }> {
+async function startReceiver(init: InitMessage): Promise<{ ports: Target['ports']; usage(): Promise<Usage>; stop(): void }> {
   const child = fork(fileURLToPath(new URL('./mux-receiver.js', import.meta.url)), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const next = async (type: ReceiverMessage['type']): Promise<ReceiverMessage> => {
     for (;;) {
@@ -90,22 +96,19 @@ async function startReceiver(init: InitMessage): Promise<{ ports: Target['ports'
   if (ready.type !== 'ready') throw new Error('unreachable');
   return {
     ports: ready.ports,
-    async cpu() {
-      child.send({ type: 'cpu' });
-      const m = await next('cpu');
-      return m.type === 'cpu' ? m.usage : { user: 0, system: 0 };
+    async usage() {
+      child.send({ type: 'usage' });
+      const m = await next('usage');
+      if (m.type !== 'usage') throw new Error('unreachable');
+      return m.usage;
     },
     stop: () => child.disconnect(),
   };
 }
 
-function cpuSeconds(before: NodeJS.CpuUsage, after: NodeJS.CpuUsage): number {
-  return (after.user - before.user + after.system - before.system) / 1e6;
-}
-
 const round = (x: number, digits = 1): number => Math.round(x * 10 ** digits) / 10 ** digits;
 
-function report(c: BenchCase, runs: CaseReport['runs'], baseline: number | null): CaseReport {
+function report(c: BenchCase, runs: RunReport[], baseline: number | null): CaseReport {
   const mid = runs.find((r) => r.mbPerSec === median(runs.map((x) => x.mbPerSec)))!;
   const mux = mid.dataFrames !== null;
   return {
@@ -122,6 +125,8 @@ function report(c: BenchCase, runs: CaseReport['runs'], baseline: number | null)
     senderCpu: round(mid.senderCpu, 2),
     receiverCpu: round(mid.receiverCpu, 2),
     cpuSecPerGB: round(median(runs.map((r) => ((r.senderCpu + r.receiverCpu) * r.seconds) / (r.bytes / 1e9))), 2),
+    senderFaultsPerGB: Math.round(mid.senderFaults / (mid.bytes / 1e9)),
+    receiverFaultsPerGB: Math.round(mid.receiverFaults / (mid.bytes / 1e9)),
     runs,
   };
 }
@@ -146,6 +151,7 @@ function table(reports: CaseReport[]): string {
 }
 
 async function main(): Promise<void> {
+  process.title = 'mux-sender';
   const { values } = parseArgs({
     options: {
       quick: { type: 'boolean', default: false },
@@ -174,18 +180,25 @@ async function main(): Promise<void> {
   const options: RunOptions = { bytes, verify, sessionOptions, wsZeroMask: values['ws-zero-mask'] };
   log(`mux bench: ${(bytes / MIB).toFixed(0)} MiB per transfer, ${runCount} run(s), ${cpus().length} cpus${verify ? ', verifying' : ''}`);
 
-  const results = new Map<string, CaseReport['runs']>(cases.map((c) => [c.name, []]));
+  const results = new Map<string, RunReport[]>(cases.map((c) => [c.name, []]));
   try {
     // Runs interleave the cases, so drift on the machine spreads over all of them alike.
     for (let run = 1; run <= runCount; run++) {
       for (const c of cases) {
-        const cpuBefore = process.cpuUsage();
-        const receiverBefore = await receiver.cpu();
+        const senderBefore = usageNow();
+        const receiverBefore = await receiver.usage();
         const r = await runCase(c, target, options);
-        const senderCpu = cpuSeconds(cpuBefore, process.cpuUsage()) / r.seconds;
-        const receiverCpu = cpuSeconds(receiverBefore, await receiver.cpu()) / r.seconds;
+        const senderAfter = usageNow();
+        const receiverAfter = await receiver.usage();
         const mbPerSec = r.bytes / 1e6 / r.seconds;
-        results.get(c.name)!.push({ ...r, mbPerSec: round(mbPerSec), senderCpu: round(senderCpu, 2), receiverCpu: round(receiverCpu, 2) });
+        results.get(c.name)!.push({
+          ...r,
+          mbPerSec: round(mbPerSec),
+          senderCpu: round((senderAfter.cpuSeconds - senderBefore.cpuSeconds) / r.seconds, 2),
+          receiverCpu: round((receiverAfter.cpuSeconds - receiverBefore.cpuSeconds) / r.seconds, 2),
+          senderFaults: senderAfter.minorFaults - senderBefore.minorFaults,
+          receiverFaults: receiverAfter.minorFaults - receiverBefore.minorFaults,
+        });
         log(`  run ${run}/${runCount}  ${c.name.padEnd(11)} ${mbPerSec.toFixed(0).padStart(6)} MB/s  ${r.seconds.toFixed(2)} s`);
       }
     }

@@ -77,6 +77,8 @@ export class Session extends EventEmitter implements StreamOwner {
   private lingerTimer: NodeJS.Timeout | null = null;
   /** Bytes received from the transport. */
   bytesIn = 0;
+  /** DATA frames received (counted at each frame's last piece). */
+  dataFramesIn = 0;
 
   /** @internal Use connectSession() or acceptSession(). */
   constructor(transport: Transport, role: 'dialer' | 'acceptor', options: SessionOptions = {}) {
@@ -138,6 +140,16 @@ export class Session extends EventEmitter implements StreamOwner {
   /** Bytes handed to the transport. */
   get bytesOut(): number {
     return this.writer.bytesOut;
+  }
+
+  /** DATA frames handed to the transport. */
+  get dataFramesOut(): number {
+    return this.writer.dataFramesOut;
+  }
+
+  /** Transport writes so far (each one batch of frames: one writev or one run of WebSocket messages). */
+  get transportWrites(): number {
+    return this.writer.transportWrites;
   }
 
   /** Smoothed RTT from keepalive PINGs, in ms; undefined until the first PONG. */
@@ -277,6 +289,7 @@ export class Session extends EventEmitter implements StreamOwner {
 
   private handleFrameData(id: number, piece: Buffer, frameEnd: boolean): void {
     if (this.phase !== 'open') throw new ProtocolError('ERR_WARREN_PROTOCOL', 'DATA before the handshake completed');
+    if (frameEnd) this.dataFramesIn++;
     const stream = this.streams.get(id);
     if (!stream) {
       if (frameEnd) this.unknownStream(id, 'DATA');

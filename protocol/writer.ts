@@ -29,6 +29,10 @@ export class FrameWriter {
   private stopped = false;
   /** Total bytes handed to the transport. */
   bytesOut = 0;
+  /** DATA frames handed to the transport. */
+  dataFramesOut = 0;
+  /** Calls to transport.write(). */
+  transportWrites = 0;
 
   constructor(transport: Transport, sendBufferBytes: number, maxFrameBytes: () => number) {
     this.transport = transport;
@@ -97,9 +101,10 @@ export class FrameWriter {
       if (frame) {
         out.push(frame[0]!, frame[1]!);
         bytes += frame[0]!.length + frame[1]!.length;
+        this.dataFramesOut++;
       }
-      // Round robin: a stream with more to send goes to the back of the line. takeFrame() may
-      // have completed a write whose callback wrote more and re-queued the stream already.
+      // Round robin: a stream with more to send goes to the back of the line, once. takeFrame()
+      // may already have put it there: completing its write lets the application write more.
       if (stream.sendable && !stream.queued) {
         stream.queued = true;
         this.ready.push(stream);
@@ -108,6 +113,7 @@ export class FrameWriter {
     if (out.length === 0) return;
     this.inflight += bytes;
     this.bytesOut += bytes;
+    this.transportWrites++;
     this.transport.write(out, () => {
       this.inflight -= bytes;
       if (this.ready.length > 0 && !this.stopped) this.schedule();

@@ -7,14 +7,21 @@
  * `reconnecting` from the loss of a session until the next one is up.
  * A relay that sends a graceful GOAWAY (drain) is left at once for the hinted relay or the next
  * one in the list, while the streams it still carries finish. A GOAWAY saying another agent took
- * the tunnel stops this agent: two sandboxes fighting over one tunnel would flap forever.
+ * the tunnel stops this agent once the streams it carries have finished (within
+ * REPLACED_GRACE_MS): two sandboxes fighting over one tunnel would flap forever.
  */
-import { EventEmitter } from 'node:events';
+import { EventEmitter, once } from 'node:events';
 import { ConnectionError, WarrenError, isRetryable, type ErrorCode, type GoAwayInfo, type MuxStream, type Session, type SessionOptions } from '../protocol/index.js';
 import { dialRelay } from '../common/dial.js';
 import { joinSocket } from '../common/join.js';
 import { Backoff, systemClock, type BackoffOptions, type Clock } from './backoff.js';
 import { dialLoopback } from './local-dial.js';
+
+/**
+ * How long an agent replaced by another agent of its tunnel keeps serving the streams it already
+ * carries (requests in flight) before it stops.
+ */
+export const REPLACED_GRACE_MS = 10_000;
 
 /** One port the agent exposes. */
 export interface PortSpec {
@@ -194,6 +201,16 @@ export class Agent extends EventEmitter {
     }
   }
 
+  /** Ends `session` gracefully: open streams may finish within `graceMs`, then it is destroyed. */
+  private async finish(session: Session, graceMs: number): Promise<void> {
+    if (session.closed) return;
+    const closed = once(session, 'close');
+    const timer = this.clock.setTimeout(() => session.destroy(), graceMs);
+    void session.close();
+    await closed;
+    this.clock.clearTimeout(timer);
+  }
+
   /** Stops: the session ends gracefully (open streams may finish within `graceMs`), no reconnect. */
   async stop(graceMs = 5_000): Promise<void> {
     this.stopping = true;
@@ -219,6 +236,9 @@ export class Agent extends EventEmitter {
 
   private async loop(): Promise<void> {
     while (!this.stopping) {
+      // A drain hint is advice from a relay: when it cannot be used (not a wss:// URL, an
+      // untrusted certificate, any refusal), the agent goes on with its own relay list.
+      const hinted = this.hint !== undefined;
       const relay = this.nextRelay();
       this.statusValue = this.everConnected ? 'reconnecting' : 'connecting';
       this.report({ event: 'connecting', relay, attempt: this.backoff.attempts + 1 });
@@ -235,8 +255,8 @@ export class Agent extends EventEmitter {
         });
       } catch (err) {
         if (this.stopping) return;
-        if (!isRetryable(err)) throw err;
-        await this.pause(relay, err as WarrenError);
+        if (!isRetryable(err) && !hinted) throw err;
+        await this.pause(relay, err instanceof WarrenError ? err : new ConnectionError('ERR_WARREN_RELAY_UNREACHABLE', String(err), { cause: err }));
         continue;
       }
       if (this.stopping) {
@@ -246,7 +266,11 @@ export class Agent extends EventEmitter {
       const connectedAt = this.clock.now();
       const outcome = await this.serveSession(session, relay);
       if (outcome.kind === 'stopped' || this.stopping) return;
-      if (outcome.kind === 'replaced') throw outcome.err;
+      if (outcome.kind === 'replaced') {
+        // The relay sends nothing new to this session; let the streams it carries finish first.
+        await this.finish(session, REPLACED_GRACE_MS);
+        throw outcome.err;
+      }
       if (outcome.kind === 'moving') {
         // Drain: move now, no backoff; the old session finishes its streams meanwhile.
         this.hint = outcome.info.hint || undefined;

@@ -355,6 +355,10 @@ export class Session extends EventEmitter implements StreamOwner {
     if (stream.sendWindow + increment > MAX_WINDOW_BYTES_LIMIT) {
       throw new ProtocolError('ERR_WARREN_FLOW_CONTROL', `WINDOW overflows stream ${id}'s window past ${MAX_WINDOW_BYTES_LIMIT}`);
     }
+    // Credit comes back for data this side sent; WINDOW frames beyond what that data earned
+    // (a flood of WINDOW(1) on a live stream) carry nothing and spend the idle budget.
+    if (stream.windowFramesEarned > 0) stream.windowFramesEarned--;
+    else this.spendIdle('WINDOW with no data sent behind it');
     stream.grant(increment);
     this.writer.markReady(stream);
   }

@@ -17,6 +17,14 @@ import { Duplex } from 'node:stream';
 import { ERRORS, StreamResetError, WarrenError, type ErrorCode } from './errors.js';
 import { encodeDataHeader } from './encode.js';
 
+/**
+ * WINDOW frames a peer may send for each DATA frame it received on a stream before further ones
+ * count as idle frames. A receiver returns credit once half its window is read, so one DATA frame
+ * (never larger than the window) leads to at most two WINDOW frames; four leaves room for peers
+ * that return credit more eagerly.
+ */
+export const WINDOW_FRAMES_PER_DATA_FRAME = 4;
+
 /** The session operations a stream needs; implemented by Session. */
 export interface StreamOwner {
   readonly maxSendFrameBytes: number;
@@ -85,6 +93,12 @@ export class MuxStream extends Duplex {
   queued = false;
   /** @internal Any DATA or FIN sent (used to spot open-then-reset floods). */
   answered = false;
+  /**
+   * @internal WINDOW frames the peer may still send on this stream without spending the idle
+   * budget: each DATA frame sent earns WINDOW_FRAMES_PER_DATA_FRAME (credit is returned for data
+   * received, so a WINDOW with no data behind it carries nothing).
+   */
+  windowFramesEarned = 0;
   /** @internal Incoming and not yet accepted. */
   pending: boolean;
   /** @internal FIN sent / received; RST sent or received. */
@@ -175,6 +189,7 @@ export class MuxStream extends Duplex {
     this.chunkBytes -= n;
     this.sendWindow -= n;
     this.answered = true;
+    this.windowFramesEarned += WINDOW_FRAMES_PER_DATA_FRAME;
     if (this.chunkBytes === 0 && this.writeCallback) {
       const cb = this.writeCallback;
       this.writeCallback = null;

@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { once } from 'node:events';
-import { ConnectionError, WarrenError, type ClientHello, type Session } from '../protocol/index.js';
+import { ConnectionError, TokenError, WarrenError, type ClientHello, type Session } from '../protocol/index.js';
 import { verifyToken, type WarrenClaims } from '../certs/token.js';
 import type { TrustedKeys } from '../certs/keys.js';
 import type { ExposedPort, TunnelRegistry } from './registry.js';
@@ -41,6 +41,7 @@ export interface TokenPolicy {
 
 /** Verifies a token for a role; the thrown TokenError's code says why it was refused. */
 export function verifyFor(policy: TokenPolicy, token: string, roles: WarrenClaims['role'][]): WarrenClaims {
+  if (token === '') throw new TokenError('ERR_WARREN_TOKEN_MISSING', 'no token was presented in HELLO');
   return verifyToken(token, { keys: policy.keys, audience: policy.audience, roles, now: policy.now, isRevoked: policy.isRevoked });
 }
 

@@ -6,7 +6,7 @@
  */
 import { pipeline } from 'node:stream';
 import { z } from 'zod';
-import { WarrenError, type ClientHello, type MuxStream, type Session } from '../protocol/index.js';
+import { ProtocolError, TokenBucket, WarrenError, type ClientHello, type ErrorCode, type MuxStream, type Session } from '../protocol/index.js';
 import type { WarrenClaims } from '../certs/token.js';
 import { verifyFor, type TokenPolicy } from './agents.js';
 import type { TunnelRegistry } from './registry.js';
@@ -48,21 +48,24 @@ export function serveClientSession(
   open: (tunnelId: string, port: number, metadata: Record<string, string>) => MuxStream = (t, p, m) => registry.openStream(t, p, m),
 ): void {
   const allowed = new Set(claims.ports);
+  // Refusing a stream costs the relay a stream and an RST, answered even when the client reads
+  // nothing: refusals spend the session's reset budget, as the protocol's own refusals do.
+  const refusals = new TokenBucket(session.config.resetRate, session.config.now);
+  const refuse = (stream: MuxStream, code: ErrorCode, message: string): void => {
+    stream.reset(code, message);
+    if (!refusals.take()) session.fail(new ProtocolError('ERR_WARREN_FLOOD', 'too many refused streams (ports the token does not allow, or a tunnel that is not connected)'));
+  };
   session.on('stream', (stream: MuxStream) => {
     stream.on('error', () => {
       // A failed stream ends alone; its error already went to the other side as RST.
     });
-    if (!allowed.has(stream.port)) {
-      stream.reset('ERR_WARREN_FORBIDDEN', `the client token does not allow port ${stream.port}`);
-      return;
-    }
+    if (!allowed.has(stream.port)) return refuse(stream, 'ERR_WARREN_FORBIDDEN', `the client token does not allow port ${stream.port}`);
     let upstream: MuxStream;
     try {
       upstream = open(claims.sub, stream.port, { src: 'client', ip: remoteAddress ?? '' });
     } catch (err) {
       const e = err instanceof WarrenError ? err : new WarrenError('ERR_WARREN_INTERNAL', String(err));
-      stream.reset(e.code, e.message);
-      return;
+      return refuse(stream, e.code, e.message);
     }
     stream.accept();
     upstream.on('error', () => {});

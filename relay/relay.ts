@@ -15,6 +15,7 @@ import { STATUS_CODES, createServer as createHttpServer, type IncomingMessage, t
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { KeyObject } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { Registry } from 'prom-client';
 import { WebSocketServer, type WebSocket } from 'ws';
@@ -293,6 +294,16 @@ export class Relay {
     return stream;
   }
 
+  /**
+   * True when the TLS connection was opened for a preview host (its SNI names one): every request
+   * on it belongs to the preview proxy, which answers 421 when Host names anything else, the
+   * relay's own endpoints included.
+   */
+  private previewConnection(req: IncomingMessage): boolean {
+    const servername = (req.socket as Partial<TLSSocket>).servername;
+    return typeof servername === 'string' && parsePreviewHost(servername, this.options.domain) !== null;
+  }
+
   private onRequest(req: IncomingMessage, res: ServerResponse, secure: boolean): void {
     if (this.drainPromise) res.setHeader('connection', 'close');
     const started = performance.now();
@@ -317,7 +328,7 @@ export class Relay {
         'access',
       );
     });
-    if (target || !secure) {
+    if (target || !secure || this.previewConnection(req)) {
       this.preview.handleRequest(req, res);
       return;
     }
@@ -339,7 +350,7 @@ export class Relay {
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, secure: boolean): void {
     socket.on('error', () => socket.destroy());
-    if (parsePreviewHost(req.headers.host ?? '', this.options.domain) || !secure) {
+    if (parsePreviewHost(req.headers.host ?? '', this.options.domain) || !secure || this.previewConnection(req)) {
       this.preview.handleUpgrade(req, socket, head);
       return;
     }

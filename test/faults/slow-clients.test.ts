@@ -48,16 +48,18 @@ function closedAfter(socket: Socket, start: number, collect = true): Promise<{ m
 
 /** A plain TCP connection to the relay's preview listener; resolves once connected. */
 async function plainConnection(): Promise<{ socket: Socket; start: number }> {
+  const start = performance.now();
   const socket = netConnect({ host: '127.0.0.1', port: relay.httpPort });
   await once(socket, 'connect');
-  return { socket, start: performance.now() };
+  return { socket, start };
 }
 
 /** A TLS connection to the relay's TLS listener with a preview host's SNI; resolves once the handshake is done. */
 async function tlsConnection(servername: string): Promise<{ socket: Socket; start: number }> {
+  const start = performance.now();
   const socket = tlsConnect({ host: '127.0.0.1', port: relay.port, ca: id.caPem, servername });
   await once(socket, 'secureConnect');
-  return { socket, start: performance.now() };
+  return { socket, start };
 }
 
 /** Writes `piece()` every TRICKLE_MS until the socket closes. */
@@ -128,20 +130,20 @@ t.test('a client that stops reading a large response is closed after the idle ti
 });
 
 t.test('an idle preview WebSocket is closed after the idle timeout', async (t) => {
+  const start = performance.now();
   const ws = new WebSocket(`ws://127.0.0.1:${relay.httpPort}/socket`, { headers: { host: echoHost }, perMessageDeflate: false });
   const [hello] = (await once(ws, 'message')) as [Buffer];
   t.equal(hello.toString(), 'hello nobody', 'the upgrade reached the app');
-  const start = performance.now();
   await once(ws, 'close');
   withinTimeout(t, performance.now() - start, IDLE_MS, 'idle preview WebSocket');
 });
 
 t.test('a session WebSocket that never sends its HELLO is closed after the headers timeout', async (t) => {
   for (const path of ['/v1/agent', '/v1/connect']) {
+    const start = performance.now();
     const ws = new WebSocket(`${relay.url}${path}`, [WS_SUBPROTOCOL], { ca: id.caPem, perMessageDeflate: false });
     ws.on('error', () => {});
     await once(ws, 'open');
-    const start = performance.now();
     await once(ws, 'close');
     withinTimeout(t, performance.now() - start, HEADERS_MS, `silent ${path} session`);
   }
@@ -149,13 +151,14 @@ t.test('a session WebSocket that never sends its HELLO is closed after the heade
 
 t.test('a stalled TLS handshake is closed after the headers timeout', async (t) => {
   // Nothing at all after the TCP handshake.
+  const silentStart = performance.now();
   const silent = netConnect({ host: '127.0.0.1', port: relay.port });
+  const silentClosed = closedAfter(silent, silentStart);
   await once(silent, 'connect');
-  const silentClosed = closedAfter(silent, performance.now());
   // A TLS record announcing a 512-byte ClientHello, of which only the first bytes come.
+  const halfStart = performance.now();
   const half = netConnect({ host: '127.0.0.1', port: relay.port });
   await once(half, 'connect');
-  const halfStart = performance.now();
   const halfClosed = closedAfter(half, halfStart);
   half.write(Buffer.concat([Buffer.from('160301020001', 'hex'), Buffer.from('0001fc0303', 'hex'), Buffer.alloc(32, 7)]));
   withinTimeout(t, (await silentClosed).ms, HEADERS_MS, 'TLS connection that sends nothing');

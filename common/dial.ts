@@ -4,6 +4,7 @@
  * whose code says what went wrong and whether retrying can help: unreachable relays are
  * retryable, untrusted certificates and refused tokens are not.
  */
+import { createSecureContext, type SecureContext } from 'node:tls';
 import { WebSocket } from 'ws';
 import { ConnectionError, WarrenError, connectSession, webSocketTransport, WS_MAX_MESSAGE_BYTES, WS_SUBPROTOCOL, type Session, type SessionOptions } from '../protocol/index.js';
 
@@ -58,6 +59,25 @@ const TLS_ERROR_CODES = new Set([
   'CERT_UNTRUSTED',
 ]);
 
+/** Most CA sets whose secure contexts are kept. */
+const MAX_CACHED_CONTEXTS = 8;
+/** Secure contexts by CA PEM, kept across dials (owned by this module). */
+const secureContexts = new Map<string, SecureContext>();
+
+/**
+ * The secure context trusting `ca`, built once: building one parses the certificates and sets up
+ * an OpenSSL context, which an agent reconnecting to a relay would otherwise redo on every dial.
+ */
+function secureContextFor(ca: string): SecureContext {
+  let context = secureContexts.get(ca);
+  if (!context) {
+    context = createSecureContext({ ca });
+    if (secureContexts.size >= MAX_CACHED_CONTEXTS) secureContexts.clear();
+    secureContexts.set(ca, context);
+  }
+  return context;
+}
+
 /** Turns a socket-level failure into a WarrenError with a retry decision. */
 function classify(err: unknown, url: URL): WarrenError {
   if (err instanceof WarrenError) return err;
@@ -83,7 +103,7 @@ export function dialRelay(options: DialOptions): Promise<Session> {
       reject(err);
     };
     const ws = new WebSocket(url, [WS_SUBPROTOCOL], {
-      ca: options.ca,
+      ...(options.ca === undefined ? {} : { secureContext: secureContextFor(options.ca) }),
       perMessageDeflate: false,
       maxPayload: WS_MAX_MESSAGE_BYTES + 64 * 1024,
       handshakeTimeout: options.connectTimeoutMs ?? 10_000,

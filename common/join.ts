@@ -3,6 +3,9 @@
  * side becomes a FIN on the other), and a failure is faithful too: a reset stream resets the TCP
  * connection (RST, so the peer sees ECONNRESET rather than a clean end), and a reset TCP
  * connection resets the stream.
+ *
+ * One limit comes from libuv, on every Node TCP peer: a reset that arrives in the same poll as
+ * bytes not yet read is reported as a plain end of stream, so it travels on as a FIN.
  */
 import type { Socket } from 'node:net';
 import { pipeline, type Duplex } from 'node:stream';

@@ -349,7 +349,7 @@ export class Relay {
   }
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, secure: boolean): void {
-    socket.on('error', () => socket.destroy());
+    socket.on('error', destroyOnError);
     if (parsePreviewHost(req.headers.host ?? '', this.options.domain) || !secure || this.previewConnection(req)) {
       this.preview.handleUpgrade(req, socket, head);
       return;
@@ -360,13 +360,14 @@ export class Relay {
     if (this.drainPromise) return rejectUpgrade(socket, 'ERR_WARREN_DRAINING', 'this relay is draining; connect to another one');
     const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
     if (!offered.includes(WS_SUBPROTOCOL)) return rejectUpgrade(socket, 'ERR_WARREN_VERSION', `this relay speaks ${WS_SUBPROTOCOL}; offer it as the WebSocket subprotocol`);
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.onSessionSocket(role, ws, req));
+    // The callback outlives the upgrade for the whole session: it must not hold the request.
+    const remote = req.socket.remoteAddress;
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.onSessionSocket(role, ws, remote));
   }
 
   /** A new agent or client WebSocket: authenticate in HELLO, then serve. */
-  private onSessionSocket(role: SessionRole, ws: WebSocket, req: IncomingMessage): void {
+  private onSessionSocket(role: SessionRole, ws: WebSocket, remote: string | undefined): void {
     const connId = this.nextConnId++;
-    const remote = req.socket.remoteAddress;
     const log = this.log.child({ connId, remote, peer: role });
     const started = performance.now();
     let agentWelcome: AgentWelcome | undefined;
@@ -497,6 +498,10 @@ export class Relay {
         : Promise.resolve();
     await Promise.all([closeServer(this.tlsServer), closeServer(this.httpServer), this.admin?.close()]);
   }
+}
+
+function destroyOnError(this: Duplex): void {
+  this.destroy();
 }
 
 /** Answers an upgrade request with a coded JSON error (what agents and clients read) and closes the socket. */

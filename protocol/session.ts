@@ -104,7 +104,13 @@ export class Session extends EventEmitter implements StreamOwner {
     this.keepalive = new Keepalive(this.config, {
       sendPing: (payload) => this.writer.queue(encodePing(payload)),
       onRtt: (ms) => this.emit('rtt', ms),
-      onDead: () => this.fail(new ConnectionError('ERR_WARREN_KEEPALIVE_TIMEOUT', `no answer to keepalive within ${this.config.keepaliveTimeoutMs} ms`)),
+      onDead: () => {
+        // A silent peer will not read a GOAWAY nor answer a close: tell it in passing, then close
+        // at once rather than linger, so the peer is gone within two keepalive intervals.
+        const err = new ConnectionError('ERR_WARREN_KEEPALIVE_TIMEOUT', `no answer to keepalive within ${this.config.keepaliveTimeoutMs} ms`);
+        this.fail(err);
+        this.destroy(err);
+      },
     });
     this.handshakeTimer = setTimeout(
       () => this.fail(new ProtocolError('ERR_WARREN_HANDSHAKE_TIMEOUT', `no HELLO within ${this.config.handshakeTimeoutMs} ms`)),

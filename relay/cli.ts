@@ -56,7 +56,7 @@ export function registerRelayCommand(program: Command): void {
     .addOption(repeatableOption('--revoked <jti>', 'token id (jti) to refuse; repeatable'))
     .addOption(envOption('--keepalive <duration>', `keepalive PING interval; a silent agent is dropped within two (default ${RELAY_DEFAULTS.keepalive})`))
     .addOption(envOption('--max-streams <n>', `concurrent streams per agent or client session (default ${RELAY_DEFAULTS.maxStreams})`))
-    .addOption(envOption('--headers-timeout <duration>', `time to receive a request head (default ${RELAY_DEFAULTS.headersTimeout})`))
+    .addOption(envOption('--headers-timeout <duration>', `time to receive a request head, a TLS handshake, or a session's HELLO (default ${RELAY_DEFAULTS.headersTimeout})`))
     .addOption(envOption('--request-timeout <duration>', `time to receive a whole request, body included (default ${RELAY_DEFAULTS.requestTimeout})`))
     .addOption(envOption('--idle-timeout <duration>', `close connections where nothing moves either way, WebSockets included (default ${RELAY_DEFAULTS.idleTimeout})`))
     .addOption(envOption('--config <file>', 'JSON or YAML file with the same settings (flags win over it)'))
@@ -94,7 +94,7 @@ export function registerRelayCommand(program: Command): void {
           // A plain listener whose previews are announced as https sits behind a TLS-terminating front end.
           tlsTerminatedInFront: config.httpListen !== undefined && !(config.publicUrl ?? 'https:').startsWith('http:'),
           timeouts: { headersMs: config.headersTimeoutMs, requestMs: config.requestTimeoutMs, idleMs: config.idleTimeoutMs },
-          session: { keepaliveIntervalMs: config.keepaliveMs, keepaliveTimeoutMs: config.keepaliveMs, maxStreams: config.maxStreams, maxPendingOpens: Math.min(512, config.maxStreams) },
+          session: { keepaliveIntervalMs: config.keepaliveMs, keepaliveTimeoutMs: config.keepaliveMs, handshakeTimeoutMs: config.headersTimeoutMs, maxStreams: config.maxStreams, maxPendingOpens: Math.min(512, config.maxStreams) },
           logger,
         });
         await relay.start();

@@ -71,11 +71,15 @@ function withoutUndefined<T extends object>(value: T): Partial<T> {
 /**
  * Answers requests Node's parser refused (malformed, Content-Length with Transfer-Encoding,
  * oversized head, timed out) with a coded plain-text answer and closes the connection. Nothing
- * is written when a response is already under way on the connection.
+ * is written when a response is already under way on the connection, nor on a TLS connection
+ * whose handshake failed or timed out: that one is closed at once.
  */
 export function onPreviewClientError(err: Error & { code?: string }, socket: Duplex): void {
   const inFlight = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
-  if (err.code === 'ECONNRESET' || !socket.writable || inFlight?.headersSent) {
+  // A TLS handshake that failed or stalled (ERR_TLS_HANDSHAKE_TIMEOUT, ERR_SSL_*) carries no HTTP:
+  // an answer written into it would wait forever for the handshake, and hold the socket.
+  const tlsFailure = /^ERR_(?:TLS|SSL)_/.test(err.code ?? '');
+  if (err.code === 'ECONNRESET' || tlsFailure || !socket.writable || inFlight?.headersSent) {
     socket.destroy();
     return;
   }

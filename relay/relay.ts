@@ -31,7 +31,7 @@ import { PreviewProxy } from './preview.js';
 import { parsePreviewHost } from './preview-host.js';
 import { renderErrorAnswer } from './error-page.js';
 import { flattenHeaders, serializeResponseHead } from './preview-headers.js';
-import { onPreviewClientError, previewServerOptions } from './preview-server.js';
+import { onPreviewClientError, PREVIEW_SERVER_DEFAULTS, previewServerOptions } from './preview-server.js';
 import { RelayMetrics, type SessionRole, type StreamKind } from './metrics.js';
 import { AdminServer, type AdminBackend } from './admin.js';
 import { PreviewAccessControl } from './preview-auth.js';
@@ -196,7 +196,10 @@ export class Relay {
     // Timeouts in seconds, not Node's minutes: a slow client must not hold a socket for long.
     const t = options.timeouts ?? {};
     const serverOptions = previewServerOptions({ headersTimeoutMs: t.headersMs, requestTimeoutMs: t.requestMs, keepAliveTimeoutMs: t.keepAliveMs });
-    this.tlsServer = createHttpsServer({ ...serverOptions, cert: options.tls.cert, key: options.tls.key, minVersion: 'TLSv1.3' });
+    // A client that opens TCP and stalls in the TLS handshake (nothing sent, half a ClientHello)
+    // is closed after the headers timeout, not TLS's default of two minutes.
+    const handshakeTimeout = t.headersMs ?? PREVIEW_SERVER_DEFAULTS.headersTimeoutMs;
+    this.tlsServer = createHttpsServer({ ...serverOptions, cert: options.tls.cert, key: options.tls.key, minVersion: 'TLSv1.3', handshakeTimeout });
     this.setUp(this.tlsServer, true);
     this.httpServer = options.httpListen ? createHttpServer(serverOptions) : null;
     if (this.httpServer) this.setUp(this.httpServer, false);

@@ -9,7 +9,7 @@
  * in DIR (default bench/results/, with RESULTS.md also copied to bench/RESULTS.md).
  */
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, hostname, loadavg, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -120,12 +120,11 @@ function median<T>(items: T[], key: (t: T) => number): T {
 }
 
 function machineInfo(): Record<string, unknown> {
-  const version = (cmd: string, args: string[]): string => {
+  const version = (command: string): string => {
     try {
-      return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim().split('\n')[0] ?? '';
-    } catch (err) {
-      const e = err as { stderr?: string };
-      return (e.stderr ?? '').trim().split('\n')[0] ?? 'missing';
+      return execFileSync('bash', ['-c', `${command} 2>&1 | head -n 1`], { encoding: 'utf8' }).trim();
+    } catch {
+      return 'missing';
     }
   };
   let fdLimit = 0;
@@ -143,8 +142,8 @@ function machineInfo(): Record<string, unknown> {
     kernel: release(),
     loadavgStart: loadavg().map((x) => round(x, 2)),
     fdHardLimit: fdLimit,
-    openssh: version('/usr/bin/ssh', ['-V']),
-    wrk: version('wrk', ['--version']),
+    openssh: version('/usr/bin/ssh -V'),
+    wrk: version('wrk --version'),
   };
 }
 
@@ -303,9 +302,10 @@ async function main(): Promise<void> {
   results.machine.loadavgEnd = loadavg().map((x) => round(x, 2));
   const stem = `${date.slice(0, 10)}-${hostname()}${settings.quick ? '-quick' : ''}`;
   writeFileSync(join(outDir, `${stem}.json`), `${JSON.stringify(results, null, 2)}\n`);
-  const files = await renderReport(results, outDir, stem);
-  if (values.out === undefined && !settings.quick) copyFileSync(join(outDir, 'RESULTS.md'), fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url)));
-  log(`wrote ${join(outDir, `${stem}.json`)}, ${files.join(', ')}`);
+  // bench/RESULTS.md is the committed summary: only a full run into the default folder replaces it.
+  const summary = values.out === undefined && !settings.quick ? fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url)) : undefined;
+  const charts = await renderReport(results, outDir, stem, summary);
+  log(`wrote ${join(outDir, `${stem}.json`)}, RESULTS.md, ${charts.join(', ')}${summary ? `, ${summary}` : ''}`);
   if (results.errors.length > 0) log(`${results.errors.length} part(s) failed: ${results.errors.map((e) => e.part).join(', ')}`);
 }
 

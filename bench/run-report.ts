@@ -162,7 +162,10 @@ export function renderMarkdown(r: Results, charts: string[], prefix: string): st
       '',
     );
   }
-  if (r.mux) lines.push('## Multiplexer alone', '', `bench/mux.ts ran as a part of this run; its JSON is \`${(r.mux as { file?: string }).file ?? 'in the results JSON'}\`.`, '');
+  if (r.mux) {
+    lines.push('## The multiplexer alone (bench/mux.ts)', '', `Sender and receiver processes, no relay: the Warren session over one TLS or wss connection. Its own JSON: \`${r.mux.file}\`.`, '');
+    lines.push(table(['case', 'MB/s', 'vs tls-raw', 'CPU s/GB'], r.mux.cases.map((c) => [c.name, fmt(c.mbPerSec), c.ratioToRaw === null ? '-' : `${(100 * c.ratioToRaw).toFixed(0)}%`, c.cpuSecPerGB.toFixed(2)])), '');
+  }
   if (r.errors.length > 0) lines.push('## Parts that failed', '', ...r.errors.map((e) => `- ${e.part}: ${e.message.split('\n')[0]}`), '');
   if (charts.length > 0) lines.push('## Charts', '', ...charts.map((c) => `![${c}](${prefix}${c})`), '');
   return `${lines.join('\n')}\n`;

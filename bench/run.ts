@@ -21,7 +21,7 @@ import { newStream, pingPong, throughput, type Percentiles } from './run-measure
 import { measureMemory, measureScale, type MemoryResult, type ScaleResult } from './run-memory.js';
 import { BENCH_DOMAIN, BENCH_TUNNEL, PATH_LABELS, PATH_NAMES, sshMissing, startPath, startScript, type PathHandle, type PathName, startWarrenSetup, type Stage, type WarrenSetup } from './run-paths.js';
 import { renderReport } from './run-report.js';
-import { runMuxBench } from './run-mux.js';
+import { runMuxBench, type MuxSummary } from './run-mux.js';
 import { Children, cpuMeter, log, round } from './run-util.js';
 
 const MIB = 1024 * 1024;
@@ -110,7 +110,7 @@ export interface Results {
   http?: { tool: string; cases: { path: 'direct' | 'warren-preview'; size: '1k' | '1m'; result: HttpResult }[] };
   memory?: MemoryResult;
   scale?: ScaleResult;
-  mux?: unknown;
+  mux?: MuxSummary;
   errors: { part: string; message: string }[];
 }
 
@@ -269,6 +269,7 @@ async function main(): Promise<void> {
   process.once('exit', () => children.killAllNow());
 
   const date = new Date().toISOString();
+  const stem = `${date.slice(0, 10)}-${hostname()}${settings.quick ? '-quick' : ''}`;
   const results: Results = { bench: 'run', date, host: hostname(), machine: machineInfo(), settings, paths: [], errors: [] };
   log(`whole-system bench${settings.quick ? ' (quick)' : ''}: ${names.length} paths, ${(settings.bulkBytes / MIB).toFixed(0)} MiB per transfer, ${settings.runs} run(s); load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
   const id = await makeTestIdentity();
@@ -294,13 +295,12 @@ async function main(): Promise<void> {
     await children.stopAll();
     if (want('memory')) await step('memory', async () => void (results.memory = await measureMemory({ children, id }, settings)));
     if (want('scale')) await step('scale', async () => void (results.scale = await measureScale({ children, id }, settings, startScript(children, 'run-app.js', []))));
-    if (want('mux') && !settings.quick && !values['no-mux']) await step('mux', async () => void (results.mux = await runMuxBench(outDir)));
+    if (want('mux') && !settings.quick && !values['no-mux']) await step('mux', async () => void (results.mux = await runMuxBench(outDir, stem, ['--runs', '1'])));
   } finally {
     await children.stopAll();
     id.remove();
   }
   results.machine.loadavgEnd = loadavg().map((x) => round(x, 2));
-  const stem = `${date.slice(0, 10)}-${hostname()}${settings.quick ? '-quick' : ''}`;
   writeFileSync(join(outDir, `${stem}.json`), `${JSON.stringify(results, null, 2)}\n`);
   // bench/RESULTS.md is the committed summary: only a full run into the default folder replaces it.
   const summary = values.out === undefined && !settings.quick ? fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url)) : undefined;

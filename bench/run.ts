@@ -66,7 +66,7 @@ function settingsFor(quick: boolean, agents: number | undefined): Settings {
     runs: quick ? 1 : 3,
     streams: [1, 64],
     pingPongCount: quick ? 300 : 20_000,
-    newStreamCount: quick ? 30 : 2_000,
+    newStreamCount: quick ? 30 : 1_000,
     httpSeconds: quick ? 1 : 10,
     httpConnections: { '1k': quick ? 8 : 32, '1m': 8 },
     memoryAgents: quick ? 100 : 1_000,
@@ -167,51 +167,55 @@ async function measurePaths(stage: Stage, settings: Settings, names: PathName[],
       log(`${name}: ${result.skipped}`);
     }
   }
-  const byName = (n: PathName): PathResult => results.paths.find((p) => p.name === n)!;
-  const roleOf = (h: PathHandle): { name: string; pid: number }[] => [...h.roles, { name: '_client', pid: process.pid }, { name: '_app', pid: appPid }];
-  // Runs interleave the paths so that drift on a shared machine spreads over all of them alike.
-  for (let run = 1; run <= settings.runs; run++) {
-    for (const h of handles) {
-      for (const streams of settings.streams) {
-        const meter = cpuMeter(roleOf(h));
-        try {
-          const t = await throughput(h.port, settings.bulkBytes, streams);
-          const used = meter.finish();
-          const { _client: client = 0, _app: app = 0, ...cpu } = used;
-          const key = String(streams);
-          const r = byName(h.name);
-          r.bulk[key] ??= { runs: [], mbPerSec: 0, cpuSecPerGiB: { total: 0 } };
-          r.bulk[key].runs.push({ ...t, cpuSeconds: cpu, clientCpuSeconds: round(client, 2), appCpuSeconds: round(app, 2) });
-          log(`bulk run ${run}/${settings.runs} ${h.name.padEnd(14)} ${String(streams).padStart(2)} stream(s) ${t.mbPerSec.toFixed(0).padStart(6)} MB/s`);
-        } catch (err) {
-          results.errors.push({ part: `${h.name} bulk ${streams}`, message: (err as Error).message });
-          log(`${h.name}: bulk ${streams} failed: ${(err as Error).message}`);
+  try {
+    const byName = (n: PathName): PathResult => results.paths.find((p) => p.name === n)!;
+    const roleOf = (h: PathHandle): { name: string; pid: number }[] => [...h.roles, { name: '_client', pid: process.pid }, { name: '_app', pid: appPid }];
+    // Runs interleave the paths so that drift on a shared machine spreads over all of them alike.
+    for (let run = 1; run <= settings.runs; run++) {
+      for (const h of handles) {
+        for (const streams of settings.streams) {
+          const meter = cpuMeter(roleOf(h));
+          try {
+            const t = await throughput(h.port, settings.bulkBytes, streams);
+            const used = meter.finish();
+            const { _client: client = 0, _app: app = 0, ...cpu } = used;
+            const key = String(streams);
+            const r = byName(h.name);
+            r.bulk[key] ??= { runs: [], mbPerSec: 0, cpuSecPerGiB: { total: 0 } };
+            r.bulk[key].runs.push({ ...t, cpuSeconds: cpu, clientCpuSeconds: round(client, 2), appCpuSeconds: round(app, 2) });
+            log(`bulk run ${run}/${settings.runs} ${h.name.padEnd(14)} ${String(streams).padStart(2)} stream(s) ${t.mbPerSec.toFixed(0).padStart(6)} MB/s`);
+          } catch (err) {
+            results.errors.push({ part: `${h.name} bulk ${streams}`, message: (err as Error).message });
+            log(`${h.name}: bulk ${streams} failed: ${(err as Error).message}`);
+          }
         }
       }
     }
-  }
-  for (const r of results.paths) {
-    for (const b of Object.values(r.bulk)) {
-      const mid = median(b.runs, (x) => x.mbPerSec);
-      b.mbPerSec = mid.mbPerSec;
-      const gib = mid.bytes / GIB;
-      const per: Record<string, number> = {};
-      for (const [role, s] of Object.entries(mid.cpuSeconds)) per[role] = round(s / gib, 2);
-      b.cpuSecPerGiB = { ...per, total: round(Object.values(mid.cpuSeconds).reduce((a, c) => a + c, 0) / gib, 2) };
+    for (const r of results.paths) {
+      for (const b of Object.values(r.bulk)) {
+        const mid = median(b.runs, (x) => x.mbPerSec);
+        b.mbPerSec = mid.mbPerSec;
+        const gib = mid.bytes / GIB;
+        const per: Record<string, number> = {};
+        for (const [role, s] of Object.entries(mid.cpuSeconds)) per[role] = round(s / gib, 2);
+        b.cpuSecPerGiB = { ...per, total: round(Object.values(mid.cpuSeconds).reduce((a, c) => a + c, 0) / gib, 2) };
+      }
     }
-  }
-  for (const h of handles) {
-    const r = byName(h.name);
-    try {
-      r.pingPongUs = await pingPong(h.port, settings.pingPongCount);
-      r.newStreamMs = await newStream(h.port, settings.newStreamCount);
-      log(`latency ${h.name.padEnd(14)} ping-pong p50 ${r.pingPongUs.p50} µs p99 ${r.pingPongUs.p99} µs; new stream p50 ${r.newStreamMs.p50} ms`);
-    } catch (err) {
-      results.errors.push({ part: `${h.name} latency`, message: (err as Error).message });
-      log(`${h.name}: latency failed: ${(err as Error).message}`);
+    for (const h of handles) {
+      const r = byName(h.name);
+      try {
+        r.pingPongUs = await pingPong(h.port, settings.pingPongCount);
+        r.newStreamMs = await newStream(h.port, settings.newStreamCount);
+        log(`latency ${h.name.padEnd(14)} ping-pong p50 ${r.pingPongUs.p50} µs p99 ${r.pingPongUs.p99} µs; new stream p50 ${r.newStreamMs.p50} ms`);
+      } catch (err) {
+        results.errors.push({ part: `${h.name} latency`, message: (err as Error).message });
+        log(`${h.name}: latency failed: ${(err as Error).message}`);
+      }
     }
+  } finally {
+    // sshd's folder holds its keys: removed even when a measurement failed.
+    if (shared.sshd) await shared.sshd.stop();
   }
-  if (shared.sshd) await shared.sshd.stop();
   stage.warren = shared.warren;
 }
 

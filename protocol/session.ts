@@ -168,6 +168,11 @@ export class Session extends EventEmitter implements StreamOwner {
     return this.phase === 'closed';
   }
 
+  /** True once this side has sent GOAWAY: it opens no new streams and refuses the peer's. */
+  get goingAway(): boolean {
+    return this.localGoAway;
+  }
+
   /** The GOAWAY the peer sent, if any. */
   get goAwayReceived(): GoAwayInfo | null {
     return this.remoteGoAway;

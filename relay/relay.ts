@@ -176,7 +176,9 @@ export class Relay {
         logger: this.log,
       }),
       backend: {
-        openStream: (target, info) => this.openToAgent('preview', target.tunnelId, target.port, { src: 'preview', ip: info.remoteAddress }),
+        // A pooled stream carries requests of many browsers: their addresses go in X-Forwarded-For.
+        openStream: (target, info) => this.openToAgent('preview', target.tunnelId, target.port, info.shared ? { src: 'preview' } : { src: 'preview', ip: info.remoteAddress }),
+        route: (target) => this.routeToAgent('preview', target.tunnelId, target.port),
       },
     });
     if (options.tcpPorts) {
@@ -192,6 +194,8 @@ export class Relay {
         onConnection: (result) => this.metrics.tcpConnections.inc({ result }),
       });
     }
+    // Streams kept alive for previews must not hold a session that is going away.
+    this.registry.onReplaced = (previous) => this.preview.releaseRoute(previous.session);
     this.wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: WS_MAX_MESSAGE_BYTES + 64 * 1024, skipUTF8Validation: true, clientTracking: false });
     // Timeouts in seconds, not Node's minutes: a slow client must not hold a socket for long.
     const t = options.timeouts ?? {};
@@ -271,6 +275,16 @@ export class Relay {
       }
     }
     return closed;
+  }
+
+  /** The session serving a tunnel's port (refusals counted in the metrics by kind); throws the routing error. */
+  private routeToAgent(kind: StreamKind, tunnelId: string, port: number): Session {
+    try {
+      return this.registry.route(tunnelId, port);
+    } catch (err) {
+      this.metrics.refused(kind, (err as WarrenError).code ?? 'ERR_WARREN_INTERNAL');
+      throw err;
+    }
   }
 
   /** Opens a stream to an agent, counted in the metrics by kind; throws the routing error. */
@@ -391,11 +405,15 @@ export class Relay {
         this.sessions.set(session, { role, jti, countedIn: 0, countedOut: 0 });
         const gauge = role === 'agent' ? this.metrics.agentsConnected : this.metrics.clientSessions;
         gauge.inc();
-        if (role === 'agent') session.on('rtt', (ms: number) => this.metrics.keepaliveRttSeconds.observe(ms / 1000));
+        if (role === 'agent') {
+          session.on('rtt', (ms: number) => this.metrics.keepaliveRttSeconds.observe(ms / 1000));
+          session.on('goaway', () => this.preview.releaseRoute(session));
+        }
         else serveClientSession(session, client!.claims, this.registry, remote, (tunnel, port, meta) => this.openToAgent('client', tunnel, port, meta));
         log.info({ event: `${role}_connected`, tunnelId, sessionId: session.id, ports: agentWelcome?.previews.map((p) => p.port) }, `${role} connected`);
         session.once('close', (err?: WarrenError) => {
           gauge.dec();
+          if (role === 'agent') this.preview.releaseRoute(session);
           const info = this.sessions.get(session);
           if (info) {
             this.closedBytes.in += session.bytesIn - info.countedIn;
@@ -476,6 +494,7 @@ export class Relay {
     this.tcp?.stopListening();
     const sessions = [...this.sessions.keys()];
     for (const s of sessions) s.goAway('ERR_WARREN_DRAINING', { hint, message: 'the relay is draining' });
+    this.preview.releaseRoute();
     const allClosed = Promise.all(sessions.filter((s) => !s.closed).map((s) => once(s, 'close')));
     let timer: NodeJS.Timeout | undefined;
     const expired = new Promise<'expired'>((resolve) => {
@@ -491,6 +510,7 @@ export class Relay {
   async close(): Promise<void> {
     this.listening = false;
     this.tcp?.close();
+    this.preview.releaseRoute();
     for (const s of this.sessions.keys()) s.destroy();
     const closeServer = (server: HttpServer | HttpsServer | null): Promise<void> =>
       server

@@ -17,6 +17,17 @@ import { joinSocket } from '../common/join.js';
 import { Backoff, systemClock, type BackoffOptions, type Clock } from './backoff.js';
 import { dialLoopback } from './local-dial.js';
 
+/** Codes that end one session for a wire fault; the agent reconnects after them. */
+const SESSION_FAULTS: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'ERR_WARREN_PROTOCOL',
+  'ERR_WARREN_FRAME_TOO_LARGE',
+  'ERR_WARREN_UNKNOWN_FRAME',
+  'ERR_WARREN_FLOW_CONTROL',
+  'ERR_WARREN_FLOOD',
+  'ERR_WARREN_METADATA_TOO_LARGE',
+  'ERR_WARREN_INTERNAL',
+]);
+
 /**
  * How long an agent replaced by another agent of its tunnel keeps serving the streams it already
  * carries (requests in flight) before it stops.
@@ -279,8 +290,10 @@ export class Agent extends EventEmitter {
         this.backoff.reset();
         continue;
       }
-      // A revoked or expired token will be refused again: stop instead of retrying.
-      if (outcome.err && !outcome.err.retryable) throw outcome.err;
+      // A revoked or expired token will be refused again: stop instead of retrying. A session
+      // that broke the protocol (a relay bug, a corrupting middlebox) says nothing about the next
+      // connection: reconnect, with backoff.
+      if (outcome.err && !outcome.err.retryable && !SESSION_FAULTS.has(outcome.err.code)) throw outcome.err;
       if (this.clock.now() - connectedAt >= (this.options.stableAfterMs ?? 10_000)) this.backoff.reset();
       await this.pause(relay, outcome.err ?? new ConnectionError('ERR_WARREN_SESSION_CLOSED', 'the relay closed the session'));
     }

@@ -11,6 +11,9 @@ import { formatHostPort, parseHostPort, parsePort, type HostPort } from '../comm
 import { ConfigError, WarrenError } from '../protocol/index.js';
 import { WarrenClient, type ClientOptions } from './client.js';
 
+/** How long open connections may finish after SIGINT/SIGTERM before they are reset. */
+const CLOSE_GRACE_MS = 5_000;
+
 interface ConnectFlags {
   relay?: string;
   token?: string;
@@ -68,12 +71,20 @@ async function serveListener(options: ClientOptions, port: number, at: HostPort,
     `warren: forwarding ${local} -> ${client.tunnel}:${port}${client.online ? '' : ' (the tunnel is offline right now; connections fail until its agent connects)'}`,
   );
   await new Promise<void>((resolve) => {
+    let stopping = false;
     const stop = (): void => {
+      if (stopping) {
+        // A second signal: stop now.
+        client.destroy();
+        return;
+      }
+      stopping = true;
       server.close();
-      void client.close().then(resolve);
+      say({ event: 'stopping', graceMs: CLOSE_GRACE_MS }, `warren: stopping; open connections have ${CLOSE_GRACE_MS / 1000} s to finish (Ctrl-C again to stop now)`);
+      void client.close(CLOSE_GRACE_MS).then(resolve);
     };
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
   });
   return 0;
 }

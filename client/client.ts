@@ -71,9 +71,23 @@ export class WarrenClient {
     return this.session.open(port, metadata);
   }
 
-  /** Ends the session gracefully once its streams are done. */
-  close(): Promise<void> {
-    return this.session.close();
+  /**
+   * Ends the session gracefully once its streams are done; streams still open after `graceMs`
+   * are reset (their local sockets see a reset, not a clean end).
+   */
+  close(graceMs = Infinity): Promise<void> {
+    const closed = this.session.close();
+    if (Number.isFinite(graceMs)) {
+      const timer = setTimeout(() => this.session.destroy(), graceMs);
+      timer.unref();
+      void closed.then(() => clearTimeout(timer));
+    }
+    return closed;
+  }
+
+  /** Ends the session now: every open stream is reset. */
+  destroy(): void {
+    this.session.destroy();
   }
 }
 

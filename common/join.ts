@@ -1,15 +1,51 @@
 /**
- * Joining a TCP socket to a stream: bytes flow both ways, half-close is faithful (a FIN on one
- * side becomes a FIN on the other), and a failure is faithful too: a reset stream resets the TCP
- * connection (RST, so the peer sees ECONNRESET rather than a clean end), and a reset TCP
- * connection resets the stream.
+ * Joining two byte streams both ways, as a relay or an agent does for every connection: bytes
+ * flow with backpressure, half-close is faithful (an end on one side becomes an end on the
+ * other), and so is failure: an error on one side destroys the other with the same error, so a
+ * reset stream's code travels on as RST, and a reset stream resets a TCP connection (RST, so the
+ * peer sees ECONNRESET rather than a clean end).
+ *
+ * Not stream.pipeline(): a pipeline of three costs two dozen closures and listeners per joined
+ * pair, which an idle open stream pays for its whole life (kilobytes per stream on a relay).
+ *
+ * One limit comes from libuv, on every Node TCP peer: a reset that arrives in the same poll as
+ * bytes not yet read is reported as a plain end of stream, so it travels on as a FIN.
  */
 import type { Socket } from 'node:net';
-import { pipeline, type Duplex } from 'node:stream';
+import type { Duplex } from 'node:stream';
 
-/** Joins `socket` and `stream`; `done` runs once both are finished or torn down. */
-export function joinSocket(socket: Socket, stream: Duplex, done?: (err: Error | undefined) => void): void {
-  // Registered before pipeline's own listeners, so the RST goes out before pipeline's plain destroy().
+/** Called once, when both sides have closed, with the first error either side had. */
+export type JoinDone = (err: Error | undefined) => void;
+
+/** Joins `a` and `b` both ways; `done` runs once both have closed. */
+export function joinStreams(a: Duplex, b: Duplex, done?: JoinDone): void {
+  let firstError: Error | undefined;
+  let open = 2;
+  const side = (from: Duplex, to: Duplex): void => {
+    from.on('data', (chunk: Buffer) => {
+      if (!to.destroyed && !to.write(chunk)) from.pause();
+    });
+    to.on('drain', () => from.resume());
+    from.on('end', () => {
+      if (!to.destroyed && !to.writableEnded) to.end();
+    });
+    from.on('error', (err: Error) => {
+      firstError ??= err;
+      if (!to.destroyed) to.destroy(err);
+    });
+    from.on('close', () => {
+      // Destroyed without an error before finishing both ways: the other side is cut too.
+      if (!to.destroyed && !(from.readableEnded && from.writableFinished)) to.destroy();
+      if (--open === 0) done?.(firstError);
+    });
+  };
+  side(a, b);
+  side(b, a);
+}
+
+/** Joins a TCP `socket` and `stream`, with a reset of the stream sent on as a TCP reset. */
+export function joinSocket(socket: Socket, stream: Duplex, done?: JoinDone): void {
+  // Registered before the join's own listeners, so the RST goes out before a plain destroy().
   stream.once('error', () => {
     if (socket.destroyed) return;
     // After end() the socket may be shutting down, and libuv refuses a reset then (EINVAL); Node
@@ -18,8 +54,5 @@ export function joinSocket(socket: Socket, stream: Duplex, done?: (err: Error | 
     if (socket.writableEnded) socket.destroy();
     else socket.resetAndDestroy();
   });
-  socket.on('error', () => {
-    // pipeline passes the socket's error on to the stream, which resets it.
-  });
-  pipeline(socket, stream, socket, (err) => done?.(err ?? undefined));
+  joinStreams(socket, stream, done);
 }

@@ -58,7 +58,7 @@ export class Session extends EventEmitter implements StreamOwner {
   id = '';
   /** The peer's announced receive limits. */
   peerLimits: HelloLimits = { maxFrameBytes: 16 * 1024, initialWindowBytes: 64 * 1024, maxMetadataBytes: 0 };
-  /** The dialer's HELLO (on the acceptor side). */
+  /** The dialer's HELLO (on the acceptor side), its token blanked once the handshake has read it. */
   clientHello: ClientHello | null = null;
   /** The acceptor's HELLO (on the dialer side). */
   serverHello: ServerHello | null = null;
@@ -168,6 +168,11 @@ export class Session extends EventEmitter implements StreamOwner {
     return this.phase === 'closed';
   }
 
+  /** True once this side has sent GOAWAY: it opens no new streams and refuses the peer's. */
+  get goingAway(): boolean {
+    return this.localGoAway;
+  }
+
   /** The GOAWAY the peer sent, if any. */
   get goAwayReceived(): GoAwayInfo | null {
     return this.remoteGoAway;
@@ -211,9 +216,11 @@ export class Session extends EventEmitter implements StreamOwner {
       throw new ProtocolError('ERR_WARREN_PROTOCOL', 'HELLO after the handshake');
     }
     if (this.role === 'acceptor') {
-      this.clientHello = parseClientHello(payload);
-      this.peerLimits = this.clientHello.limits;
-      this.emit('hello', this.clientHello);
+      const hello = parseClientHello(payload);
+      // Kept for the session's life without its token: only the handshake needs the secret.
+      this.clientHello = { ...hello, token: '' };
+      this.peerLimits = hello.limits;
+      this.emit('hello', hello);
     } else {
       this.serverHello = parseServerHello(payload);
       this.peerLimits = this.serverHello.limits;

@@ -4,12 +4,12 @@
  * agent is never asked to dial; each stream is then checked again and joined to a new stream on
  * the agent's session.
  */
-import { pipeline } from 'node:stream';
 import { z } from 'zod';
 import { ProtocolError, TokenBucket, WarrenError, type ClientHello, type ErrorCode, type MuxStream, type Session } from '../protocol/index.js';
 import type { WarrenClaims } from '../certs/token.js';
 import { verifyFor, type TokenPolicy } from './agents.js';
 import type { TunnelRegistry } from './registry.js';
+import { joinStreams } from '../common/join.js';
 
 const clientAppSchema = z.object({
   tunnel: z.string().max(64).optional(),
@@ -68,9 +68,7 @@ export function serveClientSession(
       return refuse(stream, e.code, e.message);
     }
     stream.accept();
-    upstream.on('error', () => {});
-    pipeline(stream, upstream, stream, () => {
-      // pipeline destroys both on error; the error's code travels on as RST.
-    });
+    // An error on either side destroys the other with it: its code travels on as RST.
+    joinStreams(stream, upstream);
   });
 }

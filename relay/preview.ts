@@ -2,11 +2,12 @@
  * The preview proxy: the HTTP layer that carries browser requests for
  * `{port}-{tunnel}.{domain}` to the app inside a sandbox.
  *
- * Each request gets a fresh byte stream from the backend (a multiplexed stream to the agent that
- * behaves like a TCP connection to the app) and Node's HTTP client speaks HTTP/1.1 over it: one
- * stream per request, no pooling. Bodies flow both ways as they arrive, with backpressure and no
- * buffering or compression, so chunked responses and Server-Sent Events reach the browser as the
- * app writes them. Upgrades (WebSocket) become an opaque byte pipe once the app answers
+ * Requests go over byte streams from the backend (a multiplexed stream to the agent that behaves
+ * like a TCP connection to the app) and Node's HTTP client speaks HTTP/1.1 over them. When the
+ * backend names routes, streams are kept alive and reused per route and port (preview-pool.ts);
+ * otherwise each request gets a fresh stream. Bodies flow both ways as they arrive, with
+ * backpressure and no buffering or compression, so chunked responses and Server-Sent Events reach
+ * the browser as the app writes them. Upgrades (WebSocket) become an opaque byte pipe once the app answers
  * `101 Switching Protocols`.
  *
  * Header policy (see preview-headers.ts): raw header case and repeats are kept; hop-by-hop
@@ -18,7 +19,7 @@
  * Every request is checked (preview-guard.ts) before any stream is opened, then, when an access
  * policy is set, for a viewer's right to a private port (preview-auth.ts).
  */
-import { STATUS_CODES, request as httpRequest, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import { STATUS_CODES, request as httpRequest, type Agent as HttpAgent, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../common/log.js';
 import { silentLogger } from '../common/log.js';
@@ -28,6 +29,7 @@ import type { PreviewAccess } from './preview-auth.js';
 import { admitRequest, type AdmittedRequest } from './preview-guard.js';
 import { clientAddress, flattenHeaders, requestHeadersForApp, responseHeadersForClient, serializeResponseHead } from './preview-headers.js';
 import { normalizeHostname, type PreviewTarget } from './preview-host.js';
+import { StreamPools } from './preview-pool.js';
 
 export type { PreviewTarget } from './preview-host.js';
 
@@ -39,6 +41,11 @@ export interface PreviewStreamInfo {
   secure: boolean;
   /** The Host header the browser sent, already validated as a preview host of the domain. */
   host: string;
+  /**
+   * The stream is kept alive and carries requests of other browser connections to the same route
+   * too (see PreviewBackend.route): remoteAddress is only the first one's.
+   */
+  shared?: boolean;
 }
 
 /** The seam between the HTTP layer and the multiplexer: it opens byte streams to apps. */
@@ -50,6 +57,13 @@ export interface PreviewBackend {
    * WarrenError whose code is ERR_WARREN_APP_UNREACHABLE (app refused) before any byte.
    */
   openStream(target: PreviewTarget, info: PreviewStreamInfo): Duplex;
+  /**
+   * Optional: the route that serves `target` now (for the relay, the agent's session), checked as
+   * openStream checks (throws the same routing errors). With it, streams to apps are kept alive
+   * and reused per route and port for later requests (preview-pool.ts); without it every request
+   * opens its own stream. Upgrades always get their own stream.
+   */
+  route?(target: PreviewTarget): object;
 }
 
 /** Options for PreviewProxy. */
@@ -73,6 +87,9 @@ export interface PreviewOptions {
    */
   access?: PreviewAccess;
 }
+
+/** Where a request goes: a stream of its own, or the keep-alive pool of its route. */
+type StreamConnection = { stream: Duplex } | { key: object; agent: HttpAgent };
 
 /** What is forwarded of an admitted request after the access check. */
 interface Forwarded {
@@ -102,6 +119,8 @@ export class PreviewProxy {
   private readonly upgradeIdleTimeoutMs: number;
   private readonly access: PreviewAccess | undefined;
   private readonly tlsTerminatedInFront: boolean;
+  /** Keep-alive streams per route, when the backend names routes. */
+  private readonly pools = new StreamPools();
 
   /** Throws InvalidArgumentError when the domain is not a host name or the backend lacks openStream. */
   constructor(options: PreviewOptions) {
@@ -135,53 +154,68 @@ export class PreviewProxy {
     const context: ErrorContext = { ...admitted.target, retry };
     const forwarded = this.checkAccess(req, admitted, false, (answer) => this.sendAnswer(req, res, answer));
     if (forwarded === null) return;
-    const stream = this.open(admitted, req, (code) => this.sendError(req, res, code, context));
-    if (stream === null) return;
+    const connection = this.connection(admitted, req, (code) => this.sendError(req, res, code, context));
+    if (connection === null) return;
     const headers = [...requestHeadersForApp(forwarded.rawHeaders, this.info(req, admitted), admitted.framing), ...forwarded.extraHeaders];
-    const proxyReq = this.requestOverStream(stream, req, forwarded.admitted, headers);
-    if (proxyReq === null) {
-      this.sendError(req, res, 'ERR_WARREN_BAD_REQUEST', { ...context, detail: 'the request cannot be forwarded as HTTP/1.1' });
-      return;
-    }
-    let failed = false;
-    const fail = (err: unknown): void => {
-      if (failed) return;
-      failed = true;
-      req.unpipe(proxyReq);
-      if (!req.complete) req.resume(); // discard the rest of the body; the connection closes
-      stream.destroy();
-      if (res.writableEnded) return; // the answer was already complete; nothing to repair
-      if (res.headersSent) {
-        res.destroy(); // never write an error page into a half-sent body
+    // A request without a body that failed on a reused stream before any answer is sent once more
+    // on a new stream: the app may have closed that idle connection just as the request left.
+    const replayable = retry && admitted.framing.kind === 'none';
+    const send = (connection: StreamConnection, replay: boolean): void => {
+      const proxyReq = this.requestOverStream(connection, req, forwarded.admitted, headers);
+      if (proxyReq === null) {
+        this.sendError(req, res, 'ERR_WARREN_BAD_REQUEST', { ...context, detail: 'the request cannot be forwarded as HTTP/1.1' });
         return;
       }
-      const code = codeOf(err, 'ERR_WARREN_APP_RESPONSE');
-      this.log.debug({ tunnelId: admitted.target.tunnelId, port: admitted.target.port, code }, 'preview stream failed before the response');
-      this.sendError(req, res, code, context);
-    };
-    proxyReq.on('error', fail);
-    proxyReq.on('response', (proxyRes) => {
-      proxyRes.on('error', () => undefined); // an aborted body is handled on 'close' below
-      proxyRes.on('close', () => {
-        if (!proxyRes.complete) fail(new WarrenError('ERR_WARREN_STREAM_CANCELLED', 'the app response ended early'));
+      let failed = false;
+      let answered = false;
+      const fail = (err: unknown): void => {
+        if (failed) return;
+        failed = true;
+        req.unpipe(proxyReq);
+        proxyReq.destroy(); // and its stream: a failed stream is never reused
+        if ('stream' in connection) connection.stream.destroy();
+        if (!answered && replayable && !replay && proxyReq.reusedSocket && 'agent' in connection && !res.destroyed) {
+          this.pools.dropIdle(connection.key, admitted.target.port);
+          send(connection, true);
+          return;
+        }
+        if (!req.complete) req.resume(); // discard the rest of the body; the connection closes
+        if (res.writableEnded) return; // the answer was already complete; nothing to repair
+        if (res.headersSent) {
+          res.destroy(); // never write an error page into a half-sent body
+          return;
+        }
+        const code = codeOf(err, 'ERR_WARREN_APP_RESPONSE');
+        this.log.debug({ tunnelId: admitted.target.tunnelId, port: admitted.target.port, code }, 'preview stream failed before the response');
+        this.sendError(req, res, code, context);
+      };
+      proxyReq.on('error', fail);
+      proxyReq.on('response', (proxyRes) => {
+        answered = true;
+        proxyRes.on('error', () => undefined); // an aborted body is handled on 'close' below
+        proxyRes.on('close', () => {
+          if (!proxyRes.complete) fail(new WarrenError('ERR_WARREN_STREAM_CANCELLED', 'the app response ended early'));
+        });
+        if (res.destroyed) return;
+        // An app that answers before the whole body arrived (413, 401): close the connection after
+        // the answer rather than keep it alive with a half-read body on it.
+        if (!req.complete) res.shouldKeepAlive = false;
+        const headers = responseHeadersForClient(proxyRes.rawHeaders);
+        const status = proxyRes.statusCode ?? 502;
+        if (proxyRes.statusMessage) res.writeHead(status, proxyRes.statusMessage, headers);
+        else res.writeHead(status, headers);
+        res.flushHeaders();
+        proxyRes.pipe(res);
       });
-      if (res.destroyed) return;
-      // An app that answers before the whole body arrived (413, 401): close the connection after
-      // the answer rather than keep it alive with a half-read body on it.
-      if (!req.complete) res.shouldKeepAlive = false;
-      const headers = responseHeadersForClient(proxyRes.rawHeaders);
-      const status = proxyRes.statusCode ?? 502;
-      if (proxyRes.statusMessage) res.writeHead(status, proxyRes.statusMessage, headers);
-      else res.writeHead(status, headers);
-      res.flushHeaders();
-      proxyRes.pipe(res);
-    });
-    res.on('close', () => {
-      // Either the answer is complete or the browser went away: the stream is done in both cases.
-      if (!res.writableFinished) proxyReq.destroy();
-      if (!stream.destroyed) stream.destroy();
-    });
-    req.pipe(proxyReq);
+      res.once('close', () => {
+        // The answer is complete, or the browser went away. A pooled stream goes back to its pool
+        // only after a complete exchange both ways; otherwise it is destroyed with the request.
+        if (!res.writableFinished || !proxyReq.writableFinished) proxyReq.destroy();
+        if ('stream' in connection && !connection.stream.destroyed) connection.stream.destroy();
+      });
+      req.pipe(proxyReq);
+    };
+    send(connection, false);
   }
 
   /**
@@ -204,7 +238,7 @@ export class PreviewProxy {
     const stream = this.open(admitted, req, (code) => this.sendRawError(req, socket, code, context));
     if (stream === null) return;
     const headers = [...requestHeadersForApp(forwarded.rawHeaders, this.info(req, admitted), { kind: 'none' }, req.headers.upgrade ?? ''), ...forwarded.extraHeaders];
-    const proxyReq = this.requestOverStream(stream, req, forwarded.admitted, headers);
+    const proxyReq = this.requestOverStream({ stream }, req, forwarded.admitted, headers);
     if (proxyReq === null) {
       this.sendRawError(req, socket, 'ERR_WARREN_BAD_REQUEST', { ...context, detail: 'the request cannot be forwarded as HTTP/1.1' });
       return;
@@ -255,6 +289,36 @@ export class PreviewProxy {
     return { admitted: { ...admitted, path: decision.path }, rawHeaders: decision.rawHeaders, extraHeaders: decision.extraHeaders };
   }
 
+  /**
+   * The connection for one request: the route's pool when the backend names routes, else a
+   * stream of its own. Answers with the routing error and returns null when there is none.
+   */
+  private connection(admitted: AdmittedRequest, req: IncomingMessage, answer: (code: ErrorCode) => void): StreamConnection | null {
+    if (this.backend.route === undefined) {
+      const stream = this.open(admitted, req, answer);
+      return stream === null ? null : { stream };
+    }
+    if (req.socket.destroyed) return null; // the client left while we looked at its request
+    let key: object;
+    try {
+      key = this.backend.route(admitted.target);
+    } catch (err) {
+      this.openFailed(admitted, err, answer);
+      return null;
+    }
+    const target = admitted.target;
+    const info: PreviewStreamInfo = { ...this.info(req, admitted), shared: true };
+    return { key, agent: this.pools.agentFor(key, target.port, () => this.backend.openStream(target, info)) };
+  }
+
+  /**
+   * Forgets the streams kept alive for `route` (as returned by backend.route()), or for every
+   * route: call it when an agent session is going away, so that idle streams do not hold it open.
+   */
+  releaseRoute(route?: object): void {
+    this.pools.release(route);
+  }
+
   /** Opens the backend stream, or answers with the error it threw and returns null. */
   private open(admitted: AdmittedRequest, req: IncomingMessage, answer: (code: ErrorCode) => void): Duplex | null {
     if (req.socket.destroyed) return null; // the client left while we looked at its request
@@ -263,13 +327,17 @@ export class PreviewProxy {
       stream.on('error', () => undefined); // reported through the HTTP client or the upgrade pipe
       return stream;
     } catch (err) {
-      const code = codeOf(err, 'ERR_WARREN_INTERNAL');
-      const fields = { tunnelId: admitted.target.tunnelId, port: admitted.target.port, code };
-      if (code === 'ERR_WARREN_INTERNAL') this.log.warn({ ...fields, err: (err as Error)?.message }, 'preview backend failed to open a stream');
-      else this.log.debug(fields, 'preview stream not opened');
-      answer(code);
+      this.openFailed(admitted, err, answer);
       return null;
     }
+  }
+
+  private openFailed(admitted: AdmittedRequest, err: unknown, answer: (code: ErrorCode) => void): void {
+    const code = codeOf(err, 'ERR_WARREN_INTERNAL');
+    const fields = { tunnelId: admitted.target.tunnelId, port: admitted.target.port, code };
+    if (code === 'ERR_WARREN_INTERNAL') this.log.warn({ ...fields, err: (err as Error)?.message }, 'preview backend failed to open a stream');
+    else this.log.debug(fields, 'preview stream not opened');
+    answer(code);
   }
 
   private info(req: IncomingMessage, admitted: AdmittedRequest): { remoteAddress: string; secure: boolean; host: string } {
@@ -282,10 +350,10 @@ export class PreviewProxy {
    * Agent that ignores `createConnection` and dials host:port itself. Returns null, with the
    * stream destroyed, when Node's client refuses the method, path or a header value.
    */
-  private requestOverStream(stream: Duplex, req: IncomingMessage, admitted: AdmittedRequest, headers: string[]): ClientRequest | null {
+  private requestOverStream(connection: StreamConnection, req: IncomingMessage, admitted: AdmittedRequest, headers: string[]): ClientRequest | null {
     try {
       return httpRequest({
-        createConnection: () => stream,
+        ...('stream' in connection ? { createConnection: () => connection.stream } : { agent: connection.agent }),
         method: req.method ?? 'GET',
         path: admitted.path,
         headers,
@@ -293,7 +361,7 @@ export class PreviewProxy {
       });
     } catch (err) {
       this.log.debug({ tunnelId: admitted.target.tunnelId, port: admitted.target.port, err: (err as Error).message }, 'preview request not forwardable');
-      stream.destroy();
+      if ('stream' in connection) connection.stream.destroy();
       return null;
     }
   }

@@ -29,6 +29,8 @@ export interface TunnelEntry {
 /** Tunnel id → entry, with replacement and lookup for stream routing. */
 export class TunnelRegistry {
   private readonly tunnels = new Map<string, TunnelEntry>();
+  /** Told when an entry is replaced by another agent's, after that one is registered. */
+  onReplaced: ((previous: TunnelEntry) => void) | undefined;
 
   /** Registers `entry`, replacing (and sending GOAWAY to) any session that held the tunnel. */
   register(entry: TunnelEntry): TunnelEntry | undefined {
@@ -39,6 +41,7 @@ export class TunnelRegistry {
     });
     if (previous && previous.session !== entry.session) {
       previous.session.goAway('ERR_WARREN_TUNNEL_REPLACED', { message: `tunnel ${entry.tunnelId} was registered by another agent` });
+      this.onReplaced?.(previous);
     }
     return previous;
   }
@@ -56,6 +59,18 @@ export class TunnelRegistry {
   /** Number of connected tunnels. */
   get size(): number {
     return this.tunnels.size;
+  }
+
+  /**
+   * The session that serves `port` of `tunnelId` now, with the same checks and errors as
+   * openStream() (a session going away counts as offline); nothing is opened.
+   */
+  route(tunnelId: string, port: number): Session {
+    const entry = this.tunnels.get(tunnelId);
+    if (!entry || entry.session.closed) throw new WarrenError('ERR_WARREN_TUNNEL_OFFLINE', `tunnel ${tunnelId} is not connected`);
+    if (!entry.ports.has(port)) throw new WarrenError('ERR_WARREN_PORT_NOT_EXPOSED', `tunnel ${tunnelId} does not expose port ${port}`);
+    if (entry.session.goAwayReceived || entry.session.goingAway) throw new WarrenError('ERR_WARREN_TUNNEL_OFFLINE', `tunnel ${tunnelId} is reconnecting`);
+    return entry.session;
   }
 
   /**

@@ -176,7 +176,9 @@ export class Relay {
         logger: this.log,
       }),
       backend: {
-        openStream: (target, info) => this.openToAgent('preview', target.tunnelId, target.port, { src: 'preview', ip: info.remoteAddress }),
+        // A pooled stream carries requests of many browsers: their addresses go in X-Forwarded-For.
+        openStream: (target, info) => this.openToAgent('preview', target.tunnelId, target.port, info.shared ? { src: 'preview' } : { src: 'preview', ip: info.remoteAddress }),
+        route: (target) => this.routeToAgent('preview', target.tunnelId, target.port),
       },
     });
     if (options.tcpPorts) {
@@ -192,6 +194,8 @@ export class Relay {
         onConnection: (result) => this.metrics.tcpConnections.inc({ result }),
       });
     }
+    // Streams kept alive for previews must not hold a session that is going away.
+    this.registry.onReplaced = (previous) => this.preview.releaseRoute(previous.session);
     this.wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: WS_MAX_MESSAGE_BYTES + 64 * 1024, skipUTF8Validation: true, clientTracking: false });
     // Timeouts in seconds, not Node's minutes: a slow client must not hold a socket for long.
     const t = options.timeouts ?? {};
@@ -273,6 +277,16 @@ export class Relay {
     return closed;
   }
 
+  /** The session serving a tunnel's port (refusals counted in the metrics by kind); throws the routing error. */
+  private routeToAgent(kind: StreamKind, tunnelId: string, port: number): Session {
+    try {
+      return this.registry.route(tunnelId, port);
+    } catch (err) {
+      this.metrics.refused(kind, (err as WarrenError).code ?? 'ERR_WARREN_INTERNAL');
+      throw err;
+    }
+  }
+
   /** Opens a stream to an agent, counted in the metrics by kind; throws the routing error. */
   private openToAgent(kind: StreamKind, tunnelId: string, port: number, metadata: Record<string, string>): MuxStream {
     let stream: MuxStream;
@@ -352,7 +366,7 @@ export class Relay {
   }
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, secure: boolean): void {
-    socket.on('error', () => socket.destroy());
+    socket.on('error', destroyOnError);
     if (parsePreviewHost(req.headers.host ?? '', this.options.domain) || !secure || this.previewConnection(req)) {
       this.preview.handleUpgrade(req, socket, head);
       return;
@@ -363,13 +377,14 @@ export class Relay {
     if (this.drainPromise) return rejectUpgrade(socket, 'ERR_WARREN_DRAINING', 'this relay is draining; connect to another one');
     const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
     if (!offered.includes(WS_SUBPROTOCOL)) return rejectUpgrade(socket, 'ERR_WARREN_VERSION', `this relay speaks ${WS_SUBPROTOCOL}; offer it as the WebSocket subprotocol`);
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.onSessionSocket(role, ws, req));
+    // The callback outlives the upgrade for the whole session: it must not hold the request.
+    const remote = req.socket.remoteAddress;
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.onSessionSocket(role, ws, remote));
   }
 
   /** A new agent or client WebSocket: authenticate in HELLO, then serve. */
-  private onSessionSocket(role: SessionRole, ws: WebSocket, req: IncomingMessage): void {
+  private onSessionSocket(role: SessionRole, ws: WebSocket, remote: string | undefined): void {
     const connId = this.nextConnId++;
-    const remote = req.socket.remoteAddress;
     const log = this.log.child({ connId, remote, peer: role });
     const started = performance.now();
     let agentWelcome: AgentWelcome | undefined;
@@ -390,11 +405,15 @@ export class Relay {
         this.sessions.set(session, { role, jti, countedIn: 0, countedOut: 0 });
         const gauge = role === 'agent' ? this.metrics.agentsConnected : this.metrics.clientSessions;
         gauge.inc();
-        if (role === 'agent') session.on('rtt', (ms: number) => this.metrics.keepaliveRttSeconds.observe(ms / 1000));
+        if (role === 'agent') {
+          session.on('rtt', (ms: number) => this.metrics.keepaliveRttSeconds.observe(ms / 1000));
+          session.on('goaway', () => this.preview.releaseRoute(session));
+        }
         else serveClientSession(session, client!.claims, this.registry, remote, (tunnel, port, meta) => this.openToAgent('client', tunnel, port, meta));
         log.info({ event: `${role}_connected`, tunnelId, sessionId: session.id, ports: agentWelcome?.previews.map((p) => p.port) }, `${role} connected`);
         session.once('close', (err?: WarrenError) => {
           gauge.dec();
+          if (role === 'agent') this.preview.releaseRoute(session);
           const info = this.sessions.get(session);
           if (info) {
             this.closedBytes.in += session.bytesIn - info.countedIn;
@@ -475,6 +494,7 @@ export class Relay {
     this.tcp?.stopListening();
     const sessions = [...this.sessions.keys()];
     for (const s of sessions) s.goAway('ERR_WARREN_DRAINING', { hint, message: 'the relay is draining' });
+    this.preview.releaseRoute();
     const allClosed = Promise.all(sessions.filter((s) => !s.closed).map((s) => once(s, 'close')));
     let timer: NodeJS.Timeout | undefined;
     const expired = new Promise<'expired'>((resolve) => {
@@ -490,6 +510,7 @@ export class Relay {
   async close(): Promise<void> {
     this.listening = false;
     this.tcp?.close();
+    this.preview.releaseRoute();
     for (const s of this.sessions.keys()) s.destroy();
     const closeServer = (server: HttpServer | HttpsServer | null): Promise<void> =>
       server
@@ -500,6 +521,10 @@ export class Relay {
         : Promise.resolve();
     await Promise.all([closeServer(this.tlsServer), closeServer(this.httpServer), this.admin?.close()]);
   }
+}
+
+function destroyOnError(this: Duplex): void {
+  this.destroy();
 }
 
 /** Answers an upgrade request with a coded JSON error (what agents and clients read) and closes the socket. */

@@ -73,7 +73,8 @@ t.test('/metrics parses as Prometheus text, matches docs/metrics.md, and counts 
   const sample = (name: string, labels: Record<string, string> = {}): number | undefined =>
     families.flatMap((f) => f.samples).find(([n, l]) => n === name && Object.entries(labels).every(([k, v]) => l[k] === v))?.[2];
   t.equal(sample('warren_agents_connected'), 1);
-  t.ok((sample('warren_streams_opened_total', { kind: 'preview' }) ?? 0) >= 3);
+  // Preview streams are kept alive per tunnel port: the three requests need at least one.
+  t.ok((sample('warren_streams_opened_total', { kind: 'preview' }) ?? 0) >= 1);
   t.ok((sample('warren_preview_requests_total', { class: '2xx' }) ?? 0) >= 3);
   t.ok((sample('warren_streams_refused_total', { kind: 'preview', code: 'ERR_WARREN_PORT_NOT_EXPOSED' }) ?? 0) >= 1);
   t.ok((sample('warren_bytes_total', { direction: 'out' }) ?? 0) > 0);

@@ -164,17 +164,20 @@ t.test('1000 denied OPENs at once: 1000 RSTs, no connection, the session lives o
   t.equal(first.agent.child.exitCode, null, 'the agent runs on');
 });
 
-t.test('OPEN for port 0, or with metadata over the maximum, ends the session with its code; nothing is dialed', async (t) => {
+t.test('OPEN for port 0, or with metadata over the maximum, ends the session with its code; nothing is dialed; the agent reconnects', async (t) => {
   for (const [name, frame, code] of [
     ['port 0', encodeOpen(2_000_000, 0, Buffer.alloc(0)), 'ERR_WARREN_PROTOCOL'],
     ['5 KiB of metadata', encodeOpen(2_000_000, P, Buffer.from(JSON.stringify({ pad: 'x'.repeat(5000) }))), 'ERR_WARREN_METADATA_TOO_LARGE'],
   ] as const) {
     const { agent, session } = await sandbox();
     const goAway = once(session, 'goaway') as Promise<[{ error: WarrenError | null }]>;
+    const index = sessions.length;
     // Raw bytes: the relay's own session would refuse to send either frame.
     session.transport.write([frame], () => undefined);
     const [info] = await goAway;
     t.equal(info.error?.code, code, `${name}: the agent ends the session with GOAWAY ${code}`);
+    await nextSession(index);
+    t.equal(agent.child.exitCode, null, `${name}: the agent runs on and opened a new session`);
     await agent.stop('SIGKILL');
   }
   t.equal(untouched(), 0, 'no decoy accepted anything');

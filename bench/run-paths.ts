@@ -1,0 +1,181 @@
+/**
+ * Starting the paths of the whole-system benchmark. Each path is a TCP address on loopback that
+ * leads to the bench app (bench/run-app.ts) and the processes that carry the bytes on the way,
+ * whose CPU is measured:
+ *
+ *   direct          the app itself
+ *   node-chain      client → relay → agent → app over plain sockets and pipe() (bench/run-chain.ts)
+ *   ssh-aes         OpenSSH `ssh -R` through sshd, aes128-gcm@openssh.com
+ *   ssh-chacha      the same with chacha20-poly1305@openssh.com
+ *   ssh2            the same remote forward with the pure-JS ssh2 package on both ends
+ *   warren-tcp      Warren's raw TCP endpoint on the relay (relay and agent processes, the built CLI)
+ *   warren-connect  `warren connect --listen` → relay → agent
+ */
+import { existsSync } from 'node:fs';
+import type { TestIdentity } from '../test/helpers/identity.js';
+import { freePort, startSshd, type Sshd } from '../test/helpers/peers.js';
+import { startProcess, startWarren, type Proc } from '../test/helpers/process.js';
+import { fileURLToPath } from 'node:url';
+import { waitForPort, type Children, type Role } from './run-util.js';
+
+/** Every path, in the order they run and print. */
+export const PATH_NAMES = ['direct', 'node-chain', 'ssh-aes', 'ssh-chacha', 'ssh2', 'warren-tcp', 'warren-connect'] as const;
+export type PathName = (typeof PATH_NAMES)[number];
+
+/** What the tables say about each path. */
+export const PATH_LABELS: Record<PathName, string> = {
+  direct: 'direct TCP',
+  'node-chain': 'Node chain, no crypto',
+  'ssh-aes': 'ssh -R aes128-gcm',
+  'ssh-chacha': 'ssh -R chacha20-poly1305',
+  ssh2: 'ssh2 (JS) aes128-gcm',
+  'warren-tcp': 'Warren raw TCP endpoint',
+  'warren-connect': 'Warren connect --listen',
+};
+
+/** A started path: connect to host:port to reach the app. */
+export interface PathHandle {
+  name: PathName;
+  port: number;
+  /** Processes that carry the bytes (not the client, not the app). */
+  roles: Role[];
+}
+
+/** The processes shared by the paths, started once. */
+export interface Stage {
+  children: Children;
+  id: TestIdentity;
+  appTcpPort: number;
+  appHttpPort: number;
+  /** The Warren relay and agent, once started. */
+  warren?: WarrenSetup;
+}
+
+/** The tunnel id the bench's Warren agent registers. */
+export const BENCH_TUNNEL = 'bench1';
+/** The preview domain of the bench's relays. */
+export const BENCH_DOMAIN = 'preview.test';
+
+const benchScript = (name: string): string => fileURLToPath(new URL(`./${name}`, import.meta.url));
+
+/** Waits for the first stdout line that parses as JSON and has `key`. */
+async function jsonLine<T>(proc: Proc, key: string, timeoutMs = 20_000): Promise<T> {
+  const line = await proc.waitFor(new RegExp(`^\\{.*"${key}"`), timeoutMs);
+  return JSON.parse(line) as T;
+}
+
+/** Starts a bench script (dist/bench/NAME) with args; registered for cleanup. */
+export function startScript(children: Children, name: string, args: string[]): Proc {
+  return children.add(startProcess(process.execPath, [benchScript(name), ...args]));
+}
+
+/** Why the OpenSSH paths cannot run here, or null when they can. */
+export function sshMissing(): string | null {
+  if (!existsSync('/usr/sbin/sshd')) return 'sshd not found at /usr/sbin/sshd: install openssh-server (scripts/ensure-system-deps.sh does)';
+  if (!existsSync('/usr/bin/ssh')) return 'ssh not found at /usr/bin/ssh: install openssh-client';
+  return null;
+}
+
+/** A relay process (the built CLI) with its ports. */
+export interface RelayInfo {
+  proc: Proc;
+  port: number;
+  httpPort: number;
+  adminPort: number;
+  url: string;
+}
+
+/** Starts `warren relay` on loopback with a raw TCP port range, an admin listener and quiet logs. */
+export async function startRelay(stage: Pick<Stage, 'children' | 'id'>, extra: string[] = []): Promise<RelayInfo> {
+  const tcpFirst = 21_000 + Math.floor(Math.random() * 8_000);
+  const proc = stage.children.add(
+    startWarren([
+      'relay', '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--admin', '127.0.0.1:0',
+      '--cert', stage.id.certFile, '--key', stage.id.keyFile, '--domain', BENCH_DOMAIN, '--trust-key', stage.id.issuerPubFile,
+      '--tcp-ports', `${tcpFirst}-${tcpFirst + 63}`, '--log-level', 'info', ...extra,
+    ]),
+  );
+  const info = await jsonLine<{ listen: { port: number }; httpListen: { port: number }; admin: { port: number } }>(proc, 'listening');
+  return { proc, port: info.listen.port, httpPort: info.httpListen.port, adminPort: info.admin.port, url: `wss://127.0.0.1:${info.listen.port}` };
+}
+
+/** The Warren relay + agent shared by warren-tcp, warren-connect and the preview. */
+export interface WarrenSetup {
+  relay: RelayInfo;
+  agent: Proc;
+  tcpEndpointPort: number;
+}
+
+/** Starts a relay and an agent exposing the app's TCP port (raw endpoint too) and HTTP port. */
+export async function startWarrenSetup(stage: Stage): Promise<WarrenSetup> {
+  const relay = await startRelay(stage);
+  const token = stage.id.token('agent', BENCH_TUNNEL, [stage.appTcpPort, stage.appHttpPort]);
+  const agent = stage.children.add(
+    startWarren(['agent', '--relay', relay.url, '--ca', stage.id.caFile, '--port', String(stage.appHttpPort), '--port', String(stage.appTcpPort), '--tcp', String(stage.appTcpPort), '--json'], { WARREN_TOKEN: token }),
+  );
+  const connected = await jsonLine<{ tcp: { port: number; endpoint: string }[] }>(agent, 'connected');
+  const endpoint = connected.tcp.find((e) => e.port === stage.appTcpPort);
+  if (!endpoint) throw new Error(`the agent got no raw TCP endpoint: ${JSON.stringify(connected)}`);
+  const tcpEndpointPort = Number(endpoint.endpoint.slice(endpoint.endpoint.lastIndexOf(':') + 1));
+  return { relay, agent, tcpEndpointPort };
+}
+
+/** Starts one path (its processes are registered with stage.children). */
+export async function startPath(stage: Stage, name: PathName, shared: { warren?: WarrenSetup; sshd?: Sshd }): Promise<PathHandle> {
+  const { children } = stage;
+  switch (name) {
+    case 'direct':
+      return { name, port: stage.appTcpPort, roles: [] };
+    case 'node-chain': {
+      const relay = startScript(children, 'run-chain.js', ['relay']);
+      const ports = await jsonLine<{ clientPort: number; agentPort: number }>(relay, 'clientPort');
+      const agent = startScript(children, 'run-chain.js', ['agent', String(ports.agentPort), String(stage.appTcpPort)]);
+      await jsonLine(agent, 'ready');
+      return { name, port: ports.clientPort, roles: [{ name: 'relay', pid: relay.child.pid! }, { name: 'agent', pid: agent.child.pid! }] };
+    }
+    case 'ssh-aes':
+    case 'ssh-chacha': {
+      if (!shared.sshd) {
+        shared.sshd = await startSshd();
+        children.add(shared.sshd.proc);
+      }
+      const sshd = shared.sshd;
+      const cipher = name === 'ssh-aes' ? 'aes128-gcm@openssh.com' : 'chacha20-poly1305@openssh.com';
+      const port = await freePort();
+      const ssh = children.add(
+        startProcess('/usr/bin/ssh', [
+          '-N', '-T', '-i', sshd.clientKey, '-p', String(sshd.port), '-c', cipher,
+          '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes',
+          '-o', 'ExitOnForwardFailure=yes', '-o', 'LogLevel=ERROR', '-o', 'Compression=no',
+          '-R', `127.0.0.1:${port}:127.0.0.1:${stage.appTcpPort}`, `${sshd.user}@127.0.0.1`,
+        ]),
+      );
+      await Promise.race([waitForPort(port), ssh.exited.then((code) => Promise.reject(new Error(`ssh exited (${code}): ${ssh.lines.join('\n')}`)))]);
+      // sshd forks a process per connection: the listener's tree holds it.
+      return { name, port, roles: [{ name: 'sshd', pid: sshd.proc.child.pid! }, { name: 'ssh', pid: ssh.child.pid! }] };
+    }
+    case 'ssh2': {
+      const cipher = 'aes128-gcm@openssh.com';
+      const server = startScript(children, 'run-ssh2.js', ['server', cipher]);
+      const { port: sshPort } = await jsonLine<{ port: number }>(server, 'port');
+      const port = await freePort();
+      const client = startScript(children, 'run-ssh2.js', ['client', cipher, String(sshPort), String(port), String(stage.appTcpPort)]);
+      await jsonLine(client, 'ready');
+      return { name, port, roles: [{ name: 'server', pid: server.child.pid! }, { name: 'client', pid: client.child.pid! }] };
+    }
+    case 'warren-tcp':
+    case 'warren-connect': {
+      shared.warren ??= await startWarrenSetup(stage);
+      const w = shared.warren;
+      const base: Role[] = [{ name: 'relay', pid: w.relay.proc.child.pid! }, { name: 'agent', pid: w.agent.child.pid! }];
+      if (name === 'warren-tcp') return { name, port: w.tcpEndpointPort, roles: base };
+      const port = await freePort();
+      const token = stage.id.token('client', BENCH_TUNNEL, [stage.appTcpPort]);
+      const connect = children.add(
+        startWarren(['connect', `${BENCH_TUNNEL}:${stage.appTcpPort}`, '--relay', w.relay.url, '--ca', stage.id.caFile, '--listen', `127.0.0.1:${port}`, '--json'], { WARREN_TOKEN: token }),
+      );
+      await jsonLine(connect, 'listening');
+      return { name, port, roles: [{ name: 'connect', pid: connect.child.pid! }, ...base] };
+    }
+  }
+}

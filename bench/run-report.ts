@@ -1,0 +1,180 @@
+/**
+ * RESULTS.md of the whole-system bench: tables with ratios to direct TCP, to the crypto-free Node
+ * chain, to ssh2 and to `ssh -R`, the targets (met or missed, with the figure), and the charts.
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { renderCharts } from './run-charts.js';
+import type { PathResult, Results } from './run.js';
+
+const KIB = 1024;
+const MIB = KIB * KIB;
+
+type Row = (string | number)[];
+
+function table(head: string[], rows: Row[]): string {
+  const line = (cells: Row): string => `| ${cells.map(String).join(' | ')} |`;
+  return [line(head), line(head.map((_, i) => (i === 0 ? '---' : '---:'))), ...rows.map(line)].join('\n');
+}
+
+const fmt = (x: number | undefined, digits = 0): string => (x === undefined || !Number.isFinite(x) ? '-' : x.toFixed(digits));
+const ratio = (a: number | undefined, b: number | undefined): string => (a && b ? `${(a / b).toFixed(2)}×` : '-');
+const kib = (bytes: number): string => `${(bytes / KIB).toFixed(1)} KiB`;
+
+/** One target: what, the figure, met or missed. */
+interface Target {
+  target: string;
+  figure: string;
+  met: boolean | null;
+}
+
+function targets(r: Results): Target[] {
+  const out: Target[] = [];
+  const path = (n: string): PathResult | undefined => r.paths.find((p) => p.name === n && !p.skipped);
+  const mb = (n: string, s: string): number | undefined => path(n)?.bulk[s]?.mbPerSec;
+  const add = (target: string, value: number | undefined, limit: number | undefined, cmp: 'ge' | 'le', show: (v: number, l: number) => string): void => {
+    if (value === undefined || limit === undefined || !Number.isFinite(value) || !Number.isFinite(limit)) {
+      out.push({ target, figure: 'not measured', met: null });
+      return;
+    }
+    out.push({ target, figure: show(value, limit), met: cmp === 'ge' ? value >= limit : value <= limit });
+  };
+  for (const w of ['warren-tcp', 'warren-connect']) {
+    for (const s of ['1', '64']) {
+      const v = mb(w, s);
+      const ssh2 = mb('ssh2', s);
+      const chain = mb('node-chain', s);
+      add(`${w}, ${s} stream(s): throughput ≥ 1.5× ssh2`, v, ssh2 === undefined ? undefined : 1.5 * ssh2, 'ge', (x) => `${fmt(x)} MB/s = ${ratio(x, ssh2)} ssh2 (${fmt(ssh2)})`);
+      add(`${w}, ${s} stream(s): throughput ≥ 80% of the Node chain`, v, chain === undefined ? undefined : 0.8 * chain, 'ge', (x) => `${fmt(x)} MB/s = ${chain ? ((100 * x) / chain).toFixed(0) : '-'}% of ${fmt(chain)}`);
+    }
+    const ns = path(w)?.newStreamMs?.p50;
+    add(`${w}: new stream p50 ≤ 1 ms`, ns, 1, 'le', (x) => `${fmt(x, 3)} ms`);
+    const pp = path(w)?.pingPongUs;
+    const direct = path('direct')?.pingPongUs;
+    const added50 = pp && direct ? pp.p50 - direct.p50 : undefined;
+    const added99 = pp && direct ? pp.p99 - direct.p99 : undefined;
+    add(`${w}: added ping-pong latency p50 ≤ 150 µs`, added50, 150, 'le', (x) => `+${fmt(x)} µs (${fmt(pp?.p50)} vs ${fmt(direct?.p50)})`);
+    add(`${w}: added ping-pong latency p99 ≤ 600 µs`, added99, 600, 'le', (x) => `+${fmt(x)} µs (${fmt(pp?.p99)} vs ${fmt(direct?.p99)})`);
+  }
+  for (const size of ['1k', '1m'] as const) {
+    const direct = r.http?.cases.find((c) => c.size === size && c.path === 'direct')?.result;
+    const preview = r.http?.cases.find((c) => c.size === size && c.path === 'warren-preview')?.result;
+    add(`preview HTTP ${size}: ≥ 50% of direct requests/s`, preview?.requestsPerSec, direct ? 0.5 * direct.requestsPerSec : undefined, 'ge', (x) => `${fmt(x)} req/s = ${direct ? ((100 * x) / direct.requestsPerSec).toFixed(1) : '-'}% of ${fmt(direct?.requestsPerSec)}`);
+    add(`preview HTTP ${size}: p99 ≤ 2× direct`, preview?.p99Ms, direct ? 2 * direct.p99Ms : undefined, 'le', (x) => `${fmt(x, 2)} ms = ${ratio(x, direct?.p99Ms)} direct (${fmt(direct?.p99Ms, 2)} ms)`);
+  }
+  const m = r.memory;
+  add('relay memory per idle agent ≤ 2 KiB above a bare wss connection', m?.perAgentAboveBareWssBytes, 2 * KIB, 'le', (x) => `${kib(m!.relayPerAgentBytes.rss)} per agent − ${kib(m!.bare.perWssBytes)} bare wss = ${kib(x)}`);
+  add('relay memory per idle open stream ≤ 4 KiB', m?.relayPerStreamBytes.rss, 4 * KIB, 'le', (x) => kib(x));
+  const sc = r.scale;
+  add('20,000 idle agents ≤ 1 GiB relay RSS', sc?.rssAt20kBytes, 1024 * MIB, 'le', (x) => `${fmt(x / MIB)} MiB${sc?.rssAt20kExtrapolated ? ` (extrapolated from ${sc.agents} agents)` : ''}`);
+  return out;
+}
+
+function bulkSection(r: Results, streams: string): string {
+  const get = (n: string): number | undefined => r.paths.find((p) => p.name === n && !p.skipped)?.bulk[streams]?.mbPerSec;
+  const rows = r.paths
+    .filter((p) => p.bulk[streams])
+    .map((p) => {
+      const b = p.bulk[streams]!;
+      const cpu = Object.entries(b.cpuSecPerGiB)
+        .filter(([k]) => k !== 'total')
+        .map(([k, v]) => `${k} ${v.toFixed(2)}`)
+        .join(', ');
+      return [p.label, fmt(b.mbPerSec), ratio(b.mbPerSec, get('direct')), ratio(b.mbPerSec, get('node-chain')), ratio(b.mbPerSec, get('ssh2')), ratio(b.mbPerSec, get('ssh-aes')), b.cpuSecPerGiB.total.toFixed(2), cpu || '-'];
+    });
+  return table(['path', 'MB/s', '× direct', '× Node chain', '× ssh2', '× ssh -R (aes)', 'CPU s/GiB', 'by process (CPU s/GiB)'], rows);
+}
+
+/** The markdown; `charts` are the chart files, linked with `prefix`. */
+export function renderMarkdown(r: Results, charts: string[], prefix: string): string {
+  const m = r.machine as { cpus: number; cpuModel: string; node: string; loadavgStart: number[]; loadavgEnd?: number[]; openssh: string; kernel: string };
+  const lines: string[] = [];
+  lines.push(`# Whole-system bench results${r.settings.quick ? ' (quick run: sizes too small for conclusions)' : ''}`, '');
+  lines.push(`${r.date} on \`${r.host}\`: ${m.cpus} × ${m.cpuModel}, Linux ${m.kernel}, Node ${m.node}, ${m.openssh}.`, '');
+  lines.push(
+    `**Noise:** this machine has ${m.cpus} cores shared with other work while the bench ran; the load average was ${m.loadavgStart.join(' / ')} at the start and ${(m.loadavgEnd ?? []).join(' / ')} at the end (1 / 5 / 15 min). Client, app and every process of a path share those cores, so absolute figures are low and vary run to run; the ratios within one run are the steadier part. Raw numbers: the JSON next to this file. How to read: [README.md](${prefix ? '' : '../'}README.md).`,
+    '',
+  );
+  lines.push('## Targets', '');
+  lines.push(table(['target', 'figure', 'result'], targets(r).map((t) => [t.target, t.figure, t.met === null ? 'n/a' : t.met ? 'met' : '**missed**'])), '');
+  lines.push(`## Bulk throughput, 1 stream (${(r.settings.bulkBytes / MIB).toFixed(0)} MiB upload, median of ${r.settings.runs})`, '', bulkSection(r, '1'), '');
+  lines.push(`## Bulk throughput, 64 parallel streams (the same bytes split over 64 connections)`, '', bulkSection(r, '64'), '');
+  lines.push('CPU s/GiB counts only the processes of the path (relay, agent, sshd and its per-connection children, ssh, …), not the client or the app; lower is better.', '');
+  const direct = r.paths.find((p) => p.name === 'direct')?.pingPongUs;
+  lines.push('## Latency', '');
+  lines.push(
+    table(
+      ['path', 'ping-pong p50 µs', 'p99 µs', 'p99.9 µs', 'added p50 µs', 'added p99 µs', 'new stream p50 ms', 'p99 ms'],
+      r.paths
+        .filter((p) => p.pingPongUs && p.newStreamMs)
+        .map((p) => [p.label, fmt(p.pingPongUs!.p50), fmt(p.pingPongUs!.p99), fmt(p.pingPongUs!.p999), direct ? fmt(p.pingPongUs!.p50 - direct.p50) : '-', direct ? fmt(p.pingPongUs!.p99 - direct.p99) : '-', fmt(p.newStreamMs!.p50, 3), fmt(p.newStreamMs!.p99, 3)]),
+    ),
+    '',
+  );
+  lines.push(`Ping-pong: ${r.settings.pingPongCount} round trips of 1 byte on one open stream. New stream: connect, send one byte, wait for the app's first byte; ${r.settings.newStreamCount} in a row.`, '');
+  const skipped = r.paths.filter((p) => p.skipped);
+  if (skipped.length > 0) lines.push('Skipped paths:', '', ...skipped.map((p) => `- ${p.label}: ${p.skipped}`), '');
+  if (r.http) {
+    lines.push(`## HTTP through a preview URL (${r.http.tool}, keep-alive, ${r.settings.httpSeconds} s per case)`, '');
+    const rows: Row[] = [];
+    for (const size of ['1k', '1m'] as const) {
+      const d = r.http.cases.find((c) => c.size === size && c.path === 'direct')?.result;
+      const p = r.http.cases.find((c) => c.size === size && c.path === 'warren-preview')?.result;
+      if (d && p) rows.push([size === '1k' ? '1 KiB' : '1 MiB', d.connections, fmt(d.requestsPerSec), fmt(d.p99Ms, 2), fmt(p.requestsPerSec), fmt(p.p99Ms, 2), `${((100 * p.requestsPerSec) / d.requestsPerSec).toFixed(1)}%`, ratio(p.p99Ms, d.p99Ms), d.errors + p.errors]);
+    }
+    lines.push(table(['body', 'connections', 'direct req/s', 'direct p99 ms', 'preview req/s', 'preview p99 ms', 'preview / direct', 'p99 ratio', 'errors'], rows), '');
+  }
+  if (r.memory) {
+    const mem = r.memory;
+    lines.push('## Memory', '');
+    lines.push(
+      table(
+        ['measure', 'RSS', 'V8 heap'],
+        [
+          [`relay, per idle agent (${mem.agents} agents)`, kib(mem.relayPerAgentBytes.rss), kib(mem.relayPerAgentBytes.heap)],
+          [`relay, per idle open stream (${mem.streams} streams)`, kib(mem.relayPerStreamBytes.rss), kib(mem.relayPerStreamBytes.heap)],
+          ['bare server, per idle WebSocket over TLS (same transport)', kib(mem.bare.perWssBytes), '-'],
+          ['bare server, per idle TLS connection', kib(mem.bare.perTlsBytes), '-'],
+          ['relay per agent above bare wss', kib(mem.perAgentAboveBareWssBytes), '-'],
+        ],
+      ),
+      '',
+    );
+  }
+  if (r.scale) {
+    const s = r.scale;
+    lines.push('## Scale', '');
+    if (s.capped) lines.push(`Capped: ${s.capped}.`, '');
+    lines.push(
+      table(
+        ['measure', 'value'],
+        [
+          ['idle agents connected', `${s.agents} of ${s.requested} (${s.failed} failed) in ${s.connectSeconds} s`],
+          ['relay RSS before / with agents', `${fmt(s.relay.baseline.rss / MIB)} / ${fmt(s.relay.withAgents.rss / MIB)} MiB`],
+          ['relay heap before / with agents', `${fmt(s.relay.baseline.heapUsed / MIB)} / ${fmt(s.relay.withAgents.heapUsed / MIB)} MiB`],
+          ['relay RSS per agent', kib(s.rssPerAgentBytes)],
+          ['relay RSS for 20,000 agents', `${fmt(s.rssAt20kBytes / MIB)} MiB${s.rssAt20kExtrapolated ? ' (extrapolated)' : ''}`],
+          ['busy tunnel ping-pong p50 / p99, relay idle', `${fmt(s.busyTunnel.idlePingPongUs.p50)} / ${fmt(s.busyTunnel.idlePingPongUs.p99)} µs`],
+          ['busy tunnel ping-pong p50 / p99, with the agents', `${fmt(s.busyTunnel.loadedPingPongUs.p50)} / ${fmt(s.busyTunnel.loadedPingPongUs.p99)} µs`],
+          ['busy tunnel new stream p50 / p99, with the agents', `${fmt(s.busyTunnel.loadedNewStreamMs.p50, 3)} / ${fmt(s.busyTunnel.loadedNewStreamMs.p99, 3)} ms`],
+        ],
+      ),
+      '',
+    );
+  }
+  if (r.mux) {
+    lines.push('## The multiplexer alone (bench/mux.ts)', '', `Sender and receiver processes, no relay: the Warren session over one TLS or wss connection. Its own JSON: \`${r.mux.file}\`.`, '');
+    lines.push(table(['case', 'MB/s', 'vs tls-raw', 'CPU s/GB'], r.mux.cases.map((c) => [c.name, fmt(c.mbPerSec), c.ratioToRaw === null ? '-' : `${(100 * c.ratioToRaw).toFixed(0)}%`, c.cpuSecPerGB.toFixed(2)])), '');
+  }
+  if (r.errors.length > 0) lines.push('## Parts that failed', '', ...r.errors.map((e) => `- ${e.part}: ${e.message.split('\n')[0]}`), '');
+  if (charts.length > 0) lines.push('## Charts', '', ...charts.map((c) => `![${c}](${prefix}${c})`), '');
+  return `${lines.join('\n')}\n`;
+}
+
+/** Writes RESULTS.md and the charts into `dir`, and the markdown to `alsoTo` (charts linked under `results/`) when given; returns the chart names. */
+export async function renderReport(r: Results, dir: string, stem: string, alsoTo?: string): Promise<string[]> {
+  const charts = await renderCharts(r, dir, stem);
+  writeFileSync(join(dir, 'RESULTS.md'), renderMarkdown(r, charts, ''));
+  if (alsoTo) writeFileSync(alsoTo, renderMarkdown(r, charts, 'results/'));
+  return charts;
+}

@@ -1,0 +1,71 @@
+// The whole-system benchmark must never rot: run it in --quick mode as a real process and check
+// that every path and part produced positive numbers and that the files exist. No timing
+// assertions: this machine's speed is not under test. npm test installs openssh-server, so the
+// ssh -R paths must run here too.
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import t from 'tap';
+import { repoRoot } from '../helpers/paths.js';
+
+const run = promisify(execFile);
+
+interface Percentiles {
+  p50: number;
+  p99: number;
+}
+
+interface Report {
+  paths: { name: string; skipped?: string; bulk: Record<string, { mbPerSec: number; cpuSecPerGiB: { total: number } }>; pingPongUs?: Percentiles; newStreamMs?: Percentiles }[];
+  http?: { cases: { path: string; size: string; result: { requestsPerSec: number; p99Ms: number } }[] };
+  memory?: { relayPerAgentBytes: { rss: number }; relayPerStreamBytes: { rss: number }; bare: { perWssBytes: number } };
+  scale?: { agents: number; failed: number; relay: { withAgents: { rss: number } }; busyTunnel: { loadedPingPongUs: Percentiles } };
+  errors: { part: string; message: string }[];
+}
+
+const PATHS = ['direct', 'node-chain', 'ssh-aes', 'ssh-chacha', 'ssh2', 'warren-tcp', 'warren-connect'];
+
+t.test('bench/run --quick measures every path and part and writes the results', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'warren-bench-run-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const { stderr } = await run(process.execPath, ['dist/bench/run.js', '--quick', '--out', dir], { cwd: repoRoot, timeout: 120_000 });
+  t.match(stderr, /\[bench .*\] wrote /, 'progress lines go to stderr');
+  const json = readdirSync(dir).find((f) => /^\d{4}-\d\d-\d\d-.*-quick\.json$/.test(f));
+  t.ok(json, 'the JSON is written as <date>-<host>-quick.json');
+  const report = JSON.parse(readFileSync(join(dir, json!), 'utf8')) as Report;
+  t.same(report.errors, [], 'no part failed');
+  t.same(report.paths.map((p) => p.name), PATHS, 'every path is in the report');
+  for (const p of report.paths) {
+    t.equal(p.skipped, undefined, `${p.name} ran`);
+    for (const streams of ['1', '64']) t.ok((p.bulk[streams]?.mbPerSec ?? 0) > 0, `${p.name}: ${streams} stream(s) MB/s ${p.bulk[streams]?.mbPerSec}`);
+    if (p.name !== 'direct') t.ok((p.bulk['1']?.cpuSecPerGiB.total ?? 0) > 0, `${p.name}: CPU per GiB measured`);
+    t.ok((p.pingPongUs?.p50 ?? 0) > 0 && (p.pingPongUs?.p99 ?? 0) > 0, `${p.name}: ping-pong percentiles`);
+    t.ok((p.newStreamMs?.p50 ?? 0) > 0, `${p.name}: new-stream latency`);
+  }
+  t.equal(report.http?.cases.length, 4, 'HTTP: direct and preview, 1 KiB and 1 MiB');
+  for (const c of report.http?.cases ?? []) t.ok(c.result.requestsPerSec > 0 && c.result.p99Ms > 0, `HTTP ${c.path} ${c.size}: ${c.result.requestsPerSec} req/s`);
+  t.ok((report.memory?.relayPerAgentBytes.rss ?? 0) > 0, 'memory per idle agent');
+  t.ok((report.memory?.relayPerStreamBytes.rss ?? 0) > 0, 'memory per idle stream');
+  t.ok((report.memory?.bare.perWssBytes ?? 0) > 0, 'memory per bare wss connection');
+  t.ok((report.scale?.agents ?? 0) > 0 && report.scale?.failed === 0, `scale: ${report.scale?.agents} agents`);
+  t.ok((report.scale?.relay.withAgents.rss ?? 0) > 0 && (report.scale?.busyTunnel.loadedPingPongUs.p99 ?? 0) > 0, 'scale: relay RSS and busy-tunnel latency');
+  const markdown = readFileSync(join(dir, 'RESULTS.md'), 'utf8');
+  t.match(markdown, /## Targets/, 'RESULTS.md has the targets');
+  for (const chart of ['throughput', 'latency', 'http']) {
+    const file = join(dir, json!.replace(/\.json$/, `-${chart}.svg`));
+    t.ok(existsSync(file) && readFileSync(file, 'utf8').startsWith('<svg'), `${chart} chart is an SVG`);
+  }
+});
+
+t.test('bench/run --help and a bad --only', async (t) => {
+  const help = await run(process.execPath, ['dist/bench/run.js', '--help'], { cwd: repoRoot });
+  t.match(help.stdout, /--quick/);
+  const bad = await run(process.execPath, ['dist/bench/run.js', '--only', 'nope'], { cwd: repoRoot }).then(
+    () => ({ code: 0, stderr: '' }),
+    (err: { code: number; stderr: string }) => err,
+  );
+  t.equal(bad.code, 2, 'usage errors exit 2');
+  t.match(bad.stderr, /--only: unknown nope/);
+});

@@ -20,7 +20,7 @@ const ADMIN_TOKEN = 'admin-token-for-tests-0123456789';
 const READERS = 3;
 const BYTES_PER_READER = 32 * 1024 * 1024;
 /** Rounds of each kind (baseline, frozen), alternating. */
-const ROUNDS = 5;
+const ROUNDS = 6;
 /** Largest receive window a stream can grow to (protocol/config.ts), plus one send buffer. */
 const WINDOW_LIMIT_BYTES = 16 * 1024 * 1024 + 1024 * 1024;
 const RSS_LIMIT_BYTES = 256 * 1024 * 1024;

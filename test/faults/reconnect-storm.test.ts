@@ -78,7 +78,8 @@ t.test(`${AGENTS} agents connect`, async (t) => {
 t.test(`after a relay crash and restart, all ${AGENTS} agents come back with jittered reconnects`, async (t) => {
   const marks = swarms.map((s) => s.lines.length);
   await relay.proc.stop('SIGKILL');
-  await Promise.all(swarms.map((s, i) => s.waitFor(/"event":"none_connected"/, 30_000, marks[i])));
+  // Restarted at once, as a supervisor would; each swarm reports once every one of its agents has
+  // lost its session and found a new one.
   relay = await startRelay();
   const listening = performance.now();
   const back = await Promise.all(swarms.map((s, i) => s.waitFor(/"event":"reconnects"/, BACK_WITHIN_MS + 10_000, marks[i])));

@@ -1,9 +1,9 @@
 // Half-open peers, with real processes and short keepalives (1.5 s on both sides): a TCP proxy
 // between a `warren agent` and a `warren relay` stops forwarding in both directions without
-// closing anything (a blackholed path), and an agent process is frozen (SIGSTOP). Each side must
-// find its silent peer within two keepalive intervals (ERR_WARREN_KEEPALIVE_TIMEOUT), and never
-// before one: the relay drops the session (its gauge and admin API show it gone), the agent
-// reconnects on its own.
+// closing anything (a blackholed path), and an agent or a relay process is frozen (SIGSTOP). Each
+// side must find its silent peer within two keepalive intervals (ERR_WARREN_KEEPALIVE_TIMEOUT),
+// and never before one: the relay drops the session (its gauge and admin API show it gone), the
+// agent reconnects on its own.
 import { once } from 'node:events';
 import { connect as netConnect, createServer, type AddressInfo, type Socket } from 'node:net';
 import t from 'tap';
@@ -150,4 +150,28 @@ t.test('a frozen agent process is dropped by the relay within two keepalive inte
   agent.child.kill('SIGCONT');
   await agent.waitFor(/is online via/, 20_000, mark);
   t.equal((await adminJson('/v1/tunnels/frozen')).status, 200, 'the thawed agent reconnects');
+});
+
+t.test('a frozen relay process is left by its agent within two keepalive intervals', async (t) => {
+  const frozen = await startRelayProcess(id, ['--keepalive', `${KEEPALIVE_MS}ms`]);
+  t.teardown(() => {
+    frozen.proc.child.kill('SIGCONT');
+    return frozen.proc.stop('SIGKILL');
+  });
+  const agent = startWarren(['agent', '--relay', frozen.url, '--ca', id.caFile, '--keepalive', `${KEEPALIVE_MS}ms`, '--port', String(app.port)], {
+    WARREN_TOKEN: id.token('agent', 'stranded', [app.port]),
+  });
+  t.teardown(() => agent.stop());
+  await agent.waitFor(/is online via/);
+  const mark = agent.lines.length;
+  const agentSaw = agent.waitFor(/ERR_WARREN_KEEPALIVE_TIMEOUT/, 10_000, mark);
+  const start = performance.now();
+  frozen.proc.child.kill('SIGSTOP');
+  await agentSaw;
+  const ms = performance.now() - start;
+  t.ok(ms >= KEEPALIVE_MS, `the agent waited ${Math.round(ms)} ms: at least one interval of silence`);
+  t.ok(ms <= DETECTION_BOUND_MS, `the agent left the frozen relay after ${Math.round(ms)} ms (bound ${DETECTION_BOUND_MS} ms)`);
+  frozen.proc.child.kill('SIGCONT');
+  await agent.waitFor(/is online via/, 20_000, mark);
+  t.equal((await previewRequest(frozen, `${app.port}-stranded.${TEST_DOMAIN}`, '/')).status, 200, 'once thawed, the relay serves the agent again');
 });

@@ -5,8 +5,9 @@
  *
  * Usage: npm run bench -- [--quick] [--out DIR] [--only PATHS] [--agents N] [--no-mux] [--help]
  *
- * Progress goes to stderr; the results to DIR/<date>-<host>.json, DIR/RESULTS.md and SVG charts
- * in DIR (default bench/results/, with RESULTS.md also copied to bench/RESULTS.md).
+ * Progress goes to stderr; the results to DIR/<date>-<host>.json, DIR/<date>-<host>.md and SVG
+ * charts in DIR (default bench/results/); a full run into the default folder also writes the
+ * committed summary, bench/RESULTS.md.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -29,7 +30,7 @@ const GIB = 1024 * MIB;
 
 const HELP = `Usage: npm run bench -- [options]   (or: node dist/bench/run.js [options])
 
-Runs every path on loopback and writes the results (JSON, RESULTS.md, SVG charts).
+Runs every path on loopback and writes the results (JSON, markdown, SVG charts).
 
 Options:
   --quick          every path on small sizes (under a minute); for checks, not for numbers
@@ -63,7 +64,7 @@ function settingsFor(quick: boolean, agents: number | undefined): Settings {
   return {
     quick,
     bulkBytes: quick ? 16 * MIB : 512 * MIB,
-    runs: quick ? 1 : 3,
+    runs: quick ? 1 : 5,
     streams: [1, 64],
     pingPongCount: quick ? 300 : 20_000,
     newStreamCount: quick ? 30 : 1_000,
@@ -99,6 +100,17 @@ export interface PathResult {
   newStreamMs?: Percentiles;
 }
 
+/** One HTTP load run and the CPU it cost. */
+export interface HttpCase {
+  path: 'direct' | 'warren-preview';
+  size: '1k' | '1m';
+  result: HttpResult;
+  /** CPU seconds of the app and, through the preview, of the relay and the agent. */
+  cpuSeconds: Record<string, number>;
+  /** Relay + agent CPU milliseconds per request (0 for direct). */
+  pathCpuMsPerRequest: number;
+}
+
 /** The whole JSON. */
 export interface Results {
   bench: 'run';
@@ -107,7 +119,7 @@ export interface Results {
   machine: Record<string, unknown>;
   settings: Settings;
   paths: PathResult[];
-  http?: { tool: string; cases: { path: 'direct' | 'warren-preview'; size: '1k' | '1m'; result: HttpResult }[] };
+  http?: { tool: string; cases: HttpCase[] };
   memory?: MemoryResult;
   scale?: ScaleResult;
   mux?: MuxSummary;
@@ -219,7 +231,7 @@ async function measurePaths(stage: Stage, settings: Settings, names: PathName[],
   stage.warren = shared.warren;
 }
 
-async function measureHttp(stage: Stage, settings: Settings, results: Results): Promise<void> {
+async function measureHttp(stage: Stage, settings: Settings, results: Results, appPid: number): Promise<void> {
   const warren = stage.warren;
   if (!warren) throw new Error('the preview needs the Warren relay and agent');
   const host = `${stage.appHttpPort}-${BENCH_TUNNEL}.${BENCH_DOMAIN}`;
@@ -227,8 +239,12 @@ async function measureHttp(stage: Stage, settings: Settings, results: Results): 
   for (const size of ['1k', '1m'] as const) {
     for (const path of ['direct', 'warren-preview'] as const) {
       const port = path === 'direct' ? stage.appHttpPort : warren.relay.httpPort;
+      const roles = [{ name: 'app', pid: appPid }, ...(path === 'direct' ? [] : [{ name: 'relay', pid: warren.relay.proc.child.pid! }, { name: 'agent', pid: warren.agent.child.pid! }])];
+      const meter = cpuMeter(roles);
       const result = await loadHttp(`http://127.0.0.1:${port}/${size}`, path === 'direct' ? undefined : host, settings.httpConnections[size], settings.httpSeconds);
-      cases.push({ path, size, result });
+      const cpuSeconds = meter.finish();
+      const pathCpu = (cpuSeconds.relay ?? 0) + (cpuSeconds.agent ?? 0);
+      cases.push({ path, size, result, cpuSeconds: Object.fromEntries(Object.entries(cpuSeconds).map(([k, v]) => [k, round(v, 2)])), pathCpuMsPerRequest: result.requests > 0 ? round((1000 * pathCpu) / result.requests, 3) : 0 });
       log(`http ${size} ${path.padEnd(14)} ${result.requestsPerSec.toFixed(0).padStart(7)} req/s  p99 ${result.p99Ms} ms${result.errors ? `  ${result.errors} errors` : ''}`);
     }
   }
@@ -293,13 +309,13 @@ async function main(): Promise<void> {
     if (want('http')) {
       await step('http', async () => {
         stage.warren ??= await startWarrenSetup(stage);
-        await measureHttp(stage, settings, results);
+        await measureHttp(stage, settings, results, app.child.pid!);
       });
     }
     await children.stopAll();
     if (want('memory')) await step('memory', async () => void (results.memory = await measureMemory({ children, id }, settings)));
     if (want('scale')) await step('scale', async () => void (results.scale = await measureScale({ children, id }, settings, startScript(children, 'run-app.js', []))));
-    if (want('mux') && !settings.quick && !values['no-mux']) await step('mux', async () => void (results.mux = await runMuxBench(outDir, stem, ['--runs', '1'])));
+    if (want('mux') && !settings.quick && !values['no-mux']) await step('mux', async () => void (results.mux = await runMuxBench(outDir, stem, id.dir, ['--runs', '1'])));
   } finally {
     await children.stopAll();
     id.remove();
@@ -308,8 +324,8 @@ async function main(): Promise<void> {
   writeFileSync(join(outDir, `${stem}.json`), `${JSON.stringify(results, null, 2)}\n`);
   // bench/RESULTS.md is the committed summary: only a full run into the default folder replaces it.
   const summary = values.out === undefined && !settings.quick ? fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url)) : undefined;
-  const charts = await renderReport(results, outDir, stem, summary);
-  log(`wrote ${join(outDir, `${stem}.json`)}, RESULTS.md, ${charts.join(', ')}${summary ? `, ${summary}` : ''}`);
+  const files = await renderReport(results, outDir, stem, summary);
+  log(`wrote ${join(outDir, `${stem}.json`)}, ${files.join(', ')}${summary ? `, ${summary}` : ''}`);
   if (results.errors.length > 0) log(`${results.errors.length} part(s) failed: ${results.errors.map((e) => e.part).join(', ')}`);
 }
 

@@ -104,10 +104,10 @@ export function renderMarkdown(r: Results, charts: string[], prefix: string): st
   lines.push('## Latency', '');
   lines.push(
     table(
-      ['path', 'ping-pong p50 µs', 'p99 µs', 'p99.9 µs', 'added p50 µs', 'added p99 µs', 'new stream p50 ms', 'p99 ms'],
+      ['path', 'ping-pong p50 µs', 'p99 µs', 'p99.9 µs', 'added p50 µs', 'added p99 µs', 'new stream p50 ms', 'p99 ms', 'mean ms'],
       r.paths
         .filter((p) => p.pingPongUs && p.newStreamMs)
-        .map((p) => [p.label, fmt(p.pingPongUs!.p50), fmt(p.pingPongUs!.p99), fmt(p.pingPongUs!.p999), direct ? fmt(p.pingPongUs!.p50 - direct.p50) : '-', direct ? fmt(p.pingPongUs!.p99 - direct.p99) : '-', fmt(p.newStreamMs!.p50, 3), fmt(p.newStreamMs!.p99, 3)]),
+        .map((p) => [p.label, fmt(p.pingPongUs!.p50), fmt(p.pingPongUs!.p99), fmt(p.pingPongUs!.p999), direct ? fmt(p.pingPongUs!.p50 - direct.p50) : '-', direct ? fmt(p.pingPongUs!.p99 - direct.p99) : '-', fmt(p.newStreamMs!.p50, 3), fmt(p.newStreamMs!.p99, 3), fmt(p.newStreamMs!.mean, 3)]),
     ),
     '',
   );

@@ -10,9 +10,9 @@
  * committed summary, bench/RESULTS.md.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, hostname, loadavg, release, totalmem } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { makeTestIdentity } from '../test/helpers/identity.js';
@@ -40,6 +40,8 @@ Options:
                    and the parts http, memory, scale, mux (default: everything)
   --agents N       idle agents for the scale part (default 20000, --quick 200)
   --no-mux         skip the multiplexer bench (bench/mux.ts) in a full run
+  --render FILE    render the markdown and charts again from a saved JSON, into its folder
+                   (bench/RESULTS.md too when FILE is a full run in bench/results/)
   --help           this text
 `;
 
@@ -259,11 +261,16 @@ async function main(): Promise<void> {
       only: { type: 'string' },
       agents: { type: 'string' },
       'no-mux': { type: 'boolean', default: false },
+      render: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
   if (values.help) {
     process.stdout.write(HELP);
+    return;
+  }
+  if (values.render) {
+    await rerender(values.render);
     return;
   }
   const parts = ['http', 'memory', 'scale', 'mux'];
@@ -322,11 +329,21 @@ async function main(): Promise<void> {
   }
   results.machine.loadavgEnd = loadavg().map((x) => round(x, 2));
   writeFileSync(join(outDir, `${stem}.json`), `${JSON.stringify(results, null, 2)}\n`);
-  // bench/RESULTS.md is the committed summary: only a full run into the default folder replaces it.
-  const summary = values.out === undefined && !settings.quick ? fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url)) : undefined;
+  // bench/RESULTS.md is the committed summary: only a complete full run into the default folder replaces it.
+  const summary = values.out === undefined && !settings.quick && !wanted ? fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url)) : undefined;
   const files = await renderReport(results, outDir, stem, summary);
   log(`wrote ${join(outDir, `${stem}.json`)}, ${files.join(', ')}${summary ? `, ${summary}` : ''}`);
   if (results.errors.length > 0) log(`${results.errors.length} part(s) failed: ${results.errors.map((e) => e.part).join(', ')}`);
+}
+
+/** Renders the markdown and charts again from a saved JSON (after a change to the report), into its folder. */
+async function rerender(file: string): Promise<void> {
+  const results = JSON.parse(readFileSync(file, 'utf8')) as Results;
+  const stem = basename(file).replace(/\.json$/, '');
+  const isDefault = resolve(dirname(file)) === resolve(fileURLToPath(new URL('../../bench/results/', import.meta.url)));
+  const summary = isDefault && !results.settings.quick ? fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url)) : undefined;
+  const files = await renderReport(results, dirname(file), stem, summary);
+  log(`rendered ${files.join(', ')}${summary ? `, ${summary}` : ''} from ${file}`);
 }
 
 /** A usage error: exit code 2. */

@@ -148,6 +148,7 @@ export async function startPath(stage: Stage, name: PathName, shared: { warren?:
       if (!shared.sshd) {
         shared.sshd = await startSshd();
         children.add(shared.sshd.proc);
+        children.addDir(shared.sshd.dir);
       }
       const sshd = shared.sshd;
       const cipher = name === 'ssh-aes' ? 'aes128-gcm@openssh.com' : 'chacha20-poly1305@openssh.com';

@@ -300,6 +300,7 @@ async function main(): Promise<void> {
   const results: Results = { bench: 'run', date, host: hostname(), machine: machineInfo(), settings, paths: [], errors: [] };
   log(`whole-system bench${settings.quick ? ' (quick)' : ''}: ${names.length} paths, ${(settings.bulkBytes / MIB).toFixed(0)} MiB per transfer, ${settings.runs} run(s); load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
   const id = await makeTestIdentity();
+  children.addDir(id.dir);
   try {
     const app = startScript(children, 'run-app.js', []);
     const ports = JSON.parse(await app.waitFor(/"ready"/)) as { tcpPort: number; httpPort: number };

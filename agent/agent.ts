@@ -12,7 +12,7 @@
  */
 import { EventEmitter, once } from 'node:events';
 import { ConnectionError, WarrenError, isRetryable, type ErrorCode, type GoAwayInfo, type MuxStream, type Session, type SessionOptions } from '../protocol/index.js';
-import { dialRelay } from '../common/dial.js';
+import { dialRelay, type RelayTransport } from '../common/dial.js';
 import { joinSocket } from '../common/join.js';
 import { Backoff, systemClock, type BackoffOptions, type Clock } from './backoff.js';
 import { dialLoopback } from './local-dial.js';
@@ -63,6 +63,8 @@ export interface AgentOptions {
   /** Time allowed for a local connection; default 5 s. */
   localDialTimeoutMs?: number;
   software?: string;
+  /** How to reach the relays; default `auto` (raw TLS, else WebSocket). */
+  transport?: RelayTransport;
 }
 
 /** A preview URL the relay gave for a port. */
@@ -261,6 +263,7 @@ export class Agent extends EventEmitter {
           token: this.options.token,
           ca: this.options.ca,
           software: this.options.software,
+          transport: this.options.transport,
           session: this.options.session,
           app: { ports: this.options.ports.map((p) => ({ port: p.port, private: p.private, tcp: p.tcp, allow: p.allow })) },
         });

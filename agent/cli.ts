@@ -7,6 +7,7 @@
  */
 import type { Command } from 'commander';
 import { collectProblem, envOption, readFlagFile, repeatableOption, runAction } from '../common/cli.js';
+import { parseRelayTransport, TRANSPORT_HELP } from '../common/dial.js';
 import { parseCount, parseDuration } from '../common/parse.js';
 import { ConfigError, WarrenError } from '../protocol/index.js';
 import { Agent, type AgentEvent, type PortSpec } from './agent.js';
@@ -21,6 +22,7 @@ interface AgentFlags {
   tcp?: string[];
   keepalive?: string;
   maxStreams?: string;
+  transport?: string;
   statusSocket?: string;
   json?: boolean;
 }
@@ -72,6 +74,7 @@ export function registerAgentCommand(program: Command): void {
     .addOption(repeatableOption('--tcp <port[:allow=CIDR+CIDR]>', 'loopback port to expose as a raw TCP endpoint on the relay'))
     .addOption(envOption('--keepalive <duration>', 'keepalive PING interval; a silent relay is dropped within two (default 15s)'))
     .addOption(envOption('--max-streams <n>', 'most streams (connections to your apps) open at once; more are refused (default 1024)'))
+    .addOption(envOption('--transport <mode>', TRANSPORT_HELP))
     .addOption(
       envOption('--status-socket <path>', 'Unix socket for `warren agent status` (default $XDG_RUNTIME_DIR/warren-agent.sock, else /tmp/warren-agent-<uid>.sock); off: none'),
     )
@@ -100,6 +103,7 @@ export function registerAgentCommand(program: Command): void {
           const keepaliveMs = flags.keepalive === undefined ? undefined : collectProblem(problems, () => parseDuration(flags.keepalive!, '--keepalive'));
           if (keepaliveMs !== undefined && keepaliveMs < 100) problems.push('--keepalive: must be at least 100ms');
           const maxStreams = flags.maxStreams === undefined ? undefined : collectProblem(problems, () => parseCount(flags.maxStreams!, '--max-streams'));
+          const transport = flags.transport === undefined ? undefined : collectProblem(problems, () => parseRelayTransport(flags.transport!));
           const ports = mergePortSpecs(specs);
           if (flags.token && problems.length === 0) problems.push(...tokenProblems(flags.token, ports, Date.now()));
           if (problems.length > 0) throw new ConfigError(problems);
@@ -111,7 +115,7 @@ export function registerAgentCommand(program: Command): void {
           // `off`: no status socket, for sandboxes without a writable runtime or temp folder.
           const statusPath = flags.statusSocket === 'off' ? undefined : (flags.statusSocket ?? defaultStatusSocket());
           if (statusPath) checkSocketPath(statusPath);
-          const agent = new Agent({ relays: flags.relay!, token: flags.token!, ca, ports, software: AGENT_SOFTWARE, session });
+          const agent = new Agent({ relays: flags.relay!, token: flags.token!, ca, ports, software: AGENT_SOFTWARE, session, transport });
           const status = statusPath ? await StatusServer.listen(statusPath, agent, AGENT_SOFTWARE) : undefined;
           if (status) process.once('exit', () => status.removeSync());
           agent.on('event', (e: AgentEvent) => {

@@ -6,6 +6,7 @@
 import { createServer, type Socket } from 'node:net';
 import type { Command } from 'commander';
 import { collectProblem, envOption, readFlagFile, runAction } from '../common/cli.js';
+import { parseRelayTransport, TRANSPORT_HELP } from '../common/dial.js';
 import { joinSocket } from '../common/join.js';
 import { formatHostPort, parseHostPort, parsePort, type HostPort } from '../common/parse.js';
 import { ConfigError, WarrenError } from '../protocol/index.js';
@@ -20,6 +21,7 @@ interface ConnectFlags {
   ca?: string;
   listen?: string;
   stdio?: boolean;
+  transport?: string;
   json?: boolean;
 }
 
@@ -122,6 +124,7 @@ export function registerConnectCommand(program: Command): void {
     .addOption(envOption('--token <jwt>', 'client token (role client) for the tunnel'))
     .addOption(envOption('--ca <file>', 'CA certificate (PEM) to trust for the relay'))
     .addOption(envOption('--listen <host:port>', 'local address to listen on, e.g. 127.0.0.1:15432'))
+    .addOption(envOption('--transport <mode>', TRANSPORT_HELP))
     .option('--stdio', 'one stream on stdin/stdout (ssh -o ProxyCommand="warren connect ab12cd:22 --stdio ...")')
     .option('--json', 'print JSON lines instead of text')
     .addHelpText(
@@ -138,10 +141,11 @@ export function registerConnectCommand(program: Command): void {
           if (!flags.relay) problems.push('--relay: required (or WARREN_RELAY)');
           if (!flags.token) problems.push('--token: required (or WARREN_TOKEN)');
           if (!flags.listen === !flags.stdio) problems.push('choose one of --listen HOST:PORT or --stdio');
+          const transport = flags.transport === undefined ? undefined : collectProblem(problems, () => parseRelayTransport(flags.transport!));
           const at = flags.listen ? collectProblem(problems, () => parseHostPort(flags.listen!, '--listen')) : undefined;
           if (problems.length > 0) throw new ConfigError(problems);
           const ca = await readFlagFile('--ca', flags.ca);
-          const options: ClientOptions = { relay: flags.relay!, token: flags.token!, tunnel: parsed!.tunnel, ports: [parsed!.port], ca };
+          const options: ClientOptions = { relay: flags.relay!, token: flags.token!, tunnel: parsed!.tunnel, ports: [parsed!.port], ca, transport };
           if (flags.stdio) return serveStdio(options, parsed!.port);
           const say = (e: Record<string, unknown>, text: string): void => {
             if (flags.json) process.stdout.write(`${JSON.stringify(e)}\n`);

@@ -10,7 +10,7 @@
  * fails with ERR_WARREN_APP_UNREACHABLE, as a socket would with ECONNREFUSED.
  */
 import { WarrenError, type MuxStream, type Session, type SessionOptions } from '../protocol/index.js';
-import { dialRelay } from '../common/dial.js';
+import { dialRelay, type RelayTransport } from '../common/dial.js';
 
 /** Where and how to connect. */
 export interface ClientOptions {
@@ -26,6 +26,8 @@ export interface ClientOptions {
   ca?: string;
   session?: SessionOptions;
   software?: string;
+  /** How to reach the relay; default `auto` (raw TLS, else WebSocket). */
+  transport?: RelayTransport;
 }
 
 /** A session with a relay on which streams to one tunnel's ports are opened. */
@@ -54,6 +56,7 @@ export class WarrenClient {
       software: options.software ?? 'warren-client/0.1.0',
       session: options.session,
       app: { tunnel: options.tunnel, ports: options.ports ?? [] },
+      transport: options.transport,
     });
     return new WarrenClient(session);
   }

@@ -1,12 +1,43 @@
 /**
- * Dialing a relay: a TLS WebSocket with subprotocol `warren.v1`, then the HELLO exchange. Shared
- * by the agent (`/v1/agent`) and the client (`/v1/connect`). Every failure becomes a WarrenError
- * whose code says what went wrong and whether retrying can help: unreachable relays are
- * retryable, untrusted certificates and refused tokens are not.
+ * Dialing a relay, then the HELLO exchange. Shared by the agent (`/v1/agent`) and the client
+ * (`/v1/connect`). Two transports reach the same endpoints: raw TLS, where the ALPN id names the
+ * endpoint and frames travel straight on the TLS connection, and a TLS WebSocket with
+ * subprotocol `warren.v1`, which passes HTTP proxies and TLS-terminating load balancers. `auto`
+ * (the default) tries raw TLS and falls back to WebSocket when the relay does not select a
+ * Warren ALPN id. Every failure becomes a WarrenError whose code says what went wrong and whether
+ * retrying can help: unreachable relays are retryable, untrusted certificates and refused tokens
+ * are not.
  */
-import { createSecureContext, type SecureContext } from 'node:tls';
+import { connect as tlsConnect, createSecureContext, type SecureContext, type TLSSocket } from 'node:tls';
 import { WebSocket } from 'ws';
-import { ConnectionError, WarrenError, connectSession, webSocketTransport, WS_MAX_MESSAGE_BYTES, WS_SUBPROTOCOL, type Session, type SessionOptions } from '../protocol/index.js';
+import {
+  ALPN_AGENT,
+  ALPN_CONNECT,
+  ConfigError,
+  ConnectionError,
+  WarrenError,
+  connectSession,
+  socketTransport,
+  webSocketTransport,
+  WS_MAX_MESSAGE_BYTES,
+  WS_SUBPROTOCOL,
+  type Session,
+  type SessionOptions,
+  type Transport,
+} from '../protocol/index.js';
+
+/** How to reach a relay: raw TLS, WebSocket over TLS, or raw TLS with a WebSocket fallback. */
+export type RelayTransport = 'auto' | 'tls' | 'wss';
+const RELAY_TRANSPORTS: readonly string[] = ['auto', 'tls', 'wss'];
+
+/** Parses a --transport value; ConfigError naming `what` otherwise. */
+export function parseRelayTransport(text: string, what = '--transport'): RelayTransport {
+  if (!RELAY_TRANSPORTS.includes(text)) throw new ConfigError([`${what}: "${text}" is not one of auto, tls, wss`]);
+  return text as RelayTransport;
+}
+
+/** The --transport help text, shared by the agent and `warren connect`. */
+export const TRANSPORT_HELP = 'how to reach the relay: tls (frames straight on TLS, least CPU), wss (WebSocket over TLS, passes TLS-terminating load balancers), auto: tls when the relay offers it, else wss (default auto)';
 
 /** Everything needed to reach a relay. */
 export interface DialOptions {
@@ -26,6 +57,8 @@ export interface DialOptions {
   session?: SessionOptions;
   /** Time allowed for TCP + TLS + WebSocket upgrade; default 10 s. */
   connectTimeoutMs?: number;
+  /** Transport; default `auto`. */
+  transport?: RelayTransport;
 }
 
 /** Normalizes a relay URL and joins the endpoint path: `relay.example.dev:443` → `wss://relay.example.dev:443/v1/agent`. */
@@ -93,9 +126,73 @@ function classify(err: unknown, url: URL): WarrenError {
  * Opens a session with a relay. Resolves once the relay has accepted the token; rejects with a
  * WarrenError (for example ERR_WARREN_RELAY_UNREACHABLE, ERR_WARREN_TLS, ERR_WARREN_TOKEN_EXPIRED).
  */
-export function dialRelay(options: DialOptions): Promise<Session> {
+export async function dialRelay(options: DialOptions): Promise<Session> {
   const url = relayEndpoint(options.relay, options.path);
-  return new Promise<Session>((resolve, reject) => {
+  const mode = options.transport ?? 'auto';
+  let transport: Transport | null = null;
+  if (mode !== 'wss') {
+    transport = await dialTls(url, options);
+    if (!transport && mode === 'tls') {
+      throw new ConnectionError('ERR_WARREN_VERSION', `relay ${url.host} does not offer the raw TLS transport (ALPN ${alpnFor(options.path)}); use --transport wss or auto`);
+    }
+  }
+  transport ??= await dialWebSocket(url, options);
+  try {
+    return await connectSession(transport, { ...options.session, token: options.token, software: options.software, app: options.app });
+  } catch (err) {
+    throw classify(err, url);
+  }
+}
+
+function alpnFor(path: DialOptions['path']): string {
+  return path === '/v1/agent' ? ALPN_AGENT : ALPN_CONNECT;
+}
+
+/**
+ * A TLS connection offering the endpoint's ALPN id (and HTTP/1.1, so relays and front ends that
+ * only speak HTTP still complete the handshake). Resolves with a transport when the relay chose
+ * the Warren id, with null when it chose anything else (the connection is closed then).
+ */
+function dialTls(url: URL, options: DialOptions): Promise<Transport | null> {
+  const alpn = alpnFor(options.path);
+  return new Promise<Transport | null>((resolve, reject) => {
+    const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+    const socket: TLSSocket = tlsConnect({
+      host,
+      port: Number(url.port || 443),
+      servername: isIp(host) ? undefined : host,
+      ALPNProtocols: [alpn, 'http/1.1'],
+      minVersion: 'TLSv1.3',
+      ...(options.ca === undefined ? {} : { secureContext: secureContextFor(options.ca) }),
+    });
+    const timer = setTimeout(() => socket.destroy(new ConnectionError('ERR_WARREN_RELAY_UNREACHABLE', `no TLS connection to ${url.host} within ${options.connectTimeoutMs ?? 10_000} ms`)), options.connectTimeoutMs ?? 10_000);
+    socket.once('error', (err) => {
+      clearTimeout(timer);
+      reject(classify(err, url));
+    });
+    socket.once('secureConnect', () => {
+      clearTimeout(timer);
+      socket.removeAllListeners('error');
+      if (socket.alpnProtocol !== alpn) {
+        socket.on('error', () => undefined);
+        socket.destroy();
+        resolve(null);
+        return;
+      }
+      socket.setNoDelay(true);
+      socket.on('error', () => undefined); // the transport reports the close; the session its cause
+      resolve(socketTransport(socket));
+    });
+  });
+}
+
+function isIp(host: string): boolean {
+  return /^[\d.]+$/.test(host) || host.includes(':');
+}
+
+/** A TLS WebSocket with subprotocol `warren.v1` on the endpoint's path. */
+function dialWebSocket(url: URL, options: DialOptions): Promise<Transport> {
+  return new Promise<Transport>((resolve, reject) => {
     let settled = false;
     const fail = (err: WarrenError): void => {
       if (settled) return;
@@ -136,22 +233,8 @@ export function dialRelay(options: DialOptions): Promise<Session> {
         fail(new ConnectionError('ERR_WARREN_VERSION', `relay ${url.host} does not speak ${WS_SUBPROTOCOL}`));
         return;
       }
-      connectSession(webSocketTransport(ws, url.host), {
-        ...options.session,
-        token: options.token,
-        software: options.software,
-        app: options.app,
-      }).then(
-        (session) => {
-          if (settled) {
-            session.destroy();
-            return;
-          }
-          settled = true;
-          resolve(session);
-        },
-        (err: unknown) => fail(classify(err, url)),
-      );
+      settled = true;
+      resolve(webSocketTransport(ws, url.host));
     });
   });
 }

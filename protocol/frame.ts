@@ -31,6 +31,13 @@ export const PROTOCOL_VERSION = 1;
 /** The WebSocket subprotocol that selects this version (PROTOCOL.md, "Transport"). */
 export const WS_SUBPROTOCOL = 'warren.v1';
 
+/**
+ * ALPN protocol ids of the raw TLS transport: frames straight on the TLS connection, no
+ * WebSocket. Each names its endpoint, as the URL path does for WebSocket (PROTOCOL.md, "Transport").
+ */
+export const ALPN_AGENT = 'warren.v1.agent';
+export const ALPN_CONNECT = 'warren.v1.connect';
+
 /** Bytes in every frame header: type u8 | flags u8 | reserved u16 | stream id u32 | length u32 (PROTOCOL.md, "Frame header"). */
 export const HEADER_BYTES = 12;
 

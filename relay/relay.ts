@@ -18,8 +18,17 @@ import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { Registry } from 'prom-client';
-import { WebSocketServer, type WebSocket } from 'ws';
-import { acceptSession, WarrenError, webSocketTransport, type ErrorCode, WS_MAX_MESSAGE_BYTES, WS_SUBPROTOCOL, type MuxStream, type Session, type SessionOptions } from '../protocol/index.js';
+import { WebSocketServer } from 'ws';
+import {
+  acceptSession,
+  ALPN_AGENT,
+  ALPN_CONNECT,
+  ConnectionError,
+  socketTransport,
+  WarrenError,
+  webSocketTransport,
+  type ErrorCode,
+  type Transport, WS_MAX_MESSAGE_BYTES, WS_SUBPROTOCOL, type MuxStream, type Session, type SessionOptions } from '../protocol/index.js';
 import { formatHostPort, type HostPort } from '../common/parse.js';
 import { silentLogger, type Logger } from '../common/log.js';
 import type { TrustedKeys } from '../certs/keys.js';
@@ -120,6 +129,12 @@ const ENDPOINTS = new Map<string, SessionRole>([
   ['/v1/connect', 'client'],
 ]);
 
+/** The same endpoints over the raw TLS transport, selected by ALPN. */
+const ALPN_ENDPOINTS = new Map<string, SessionRole>([
+  [ALPN_AGENT, 'agent'],
+  [ALPN_CONNECT, 'client'],
+]);
+
 /** The relay. start() opens the listeners; drain() or close() ends them. */
 export class Relay {
   // Static after construction.
@@ -203,10 +218,39 @@ export class Relay {
     // A client that opens TCP and stalls in the TLS handshake (nothing sent, half a ClientHello)
     // is closed after the headers timeout, not TLS's default of two minutes.
     const handshakeTimeout = t.headersMs ?? PREVIEW_SERVER_DEFAULTS.headersTimeoutMs;
-    this.tlsServer = createHttpsServer({ ...serverOptions, cert: options.tls.cert, key: options.tls.key, minVersion: 'TLSv1.3', handshakeTimeout });
+    this.tlsServer = createHttpsServer({
+      ...serverOptions,
+      cert: options.tls.cert,
+      key: options.tls.key,
+      minVersion: 'TLSv1.3',
+      handshakeTimeout,
+      // Agents and clients that offer a Warren ALPN id get frames straight on TLS; browsers and
+      // everything else get HTTP/1.1 (previews, and WebSocket sessions for agents behind proxies).
+      ALPNProtocols: [ALPN_AGENT, ALPN_CONNECT, 'http/1.1'],
+    });
+    this.takeRawTlsSessions(this.tlsServer);
     this.setUp(this.tlsServer, true);
     this.httpServer = options.httpListen ? createHttpServer(serverOptions) : null;
     if (this.httpServer) this.setUp(this.httpServer, false);
+  }
+
+  /**
+   * Puts a dispatcher in front of the HTTPS server's connection handling: a connection that
+   * negotiated a Warren ALPN id carries a session and never reaches the HTTP parser.
+   */
+  private takeRawTlsSessions(server: HttpsServer): void {
+    const http = server.listeners('secureConnection') as ((socket: TLSSocket) => void)[];
+    server.removeAllListeners('secureConnection');
+    server.on('secureConnection', (socket: TLSSocket) => {
+      const role = typeof socket.alpnProtocol === 'string' ? ALPN_ENDPOINTS.get(socket.alpnProtocol) : undefined;
+      if (role === undefined) {
+        for (const listener of http) listener.call(server, socket);
+        return;
+      }
+      socket.setNoDelay(true);
+      socket.on('error', destroyOnError);
+      this.onSession(role, socketTransport(socket), socket.remoteAddress, 'tls');
+    });
   }
 
   private setUp(server: HttpServer | HttpsServer, secure: boolean): void {
@@ -379,20 +423,22 @@ export class Relay {
     if (!offered.includes(WS_SUBPROTOCOL)) return rejectUpgrade(socket, 'ERR_WARREN_VERSION', `this relay speaks ${WS_SUBPROTOCOL}; offer it as the WebSocket subprotocol`);
     // The callback outlives the upgrade for the whole session: it must not hold the request.
     const remote = req.socket.remoteAddress;
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.onSessionSocket(role, ws, remote));
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.onSession(role, webSocketTransport(ws, remote), remote, 'wss'));
   }
 
-  /** A new agent or client WebSocket: authenticate in HELLO, then serve. */
-  private onSessionSocket(role: SessionRole, ws: WebSocket, remote: string | undefined): void {
+  /** A new agent or client connection (WebSocket, or raw TLS): authenticate in HELLO, then serve. */
+  private onSession(role: SessionRole, transport: Transport, remote: string | undefined, kind: 'tls' | 'wss'): void {
     const connId = this.nextConnId++;
-    const log = this.log.child({ connId, remote, peer: role });
+    const log = this.log.child({ connId, remote, peer: role, transport: kind });
     const started = performance.now();
     let agentWelcome: AgentWelcome | undefined;
     let client: ReturnType<typeof acceptClient> | undefined;
     const context = { policy: this.policy, registry: this.registry, tcp: this.tcp, previewUrl: (tunnelId: string, port: number) => this.previewUrl(tunnelId, port) };
-    acceptSession(webSocketTransport(ws, remote), {
+    acceptSession(transport, {
       ...this.options.session,
       authenticate: async (hello, session) => {
+        // An upgrade is refused before this point; a raw TLS session learns it here, with a code.
+        if (this.drainPromise) throw new ConnectionError('ERR_WARREN_DRAINING', 'this relay is draining; connect to another one');
         if (role === 'agent') return (agentWelcome = await acceptAgent(context, hello, session));
         client = acceptClient(this.policy, this.registry, hello);
         return client.welcome;

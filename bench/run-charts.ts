@@ -36,7 +36,7 @@ export async function renderCharts(r: Results, dir: string, stem: string): Promi
           color: { field: 'streams', type: 'nominal', title: null },
         },
         width: 480,
-        config: { axis: FONT, legend: FONT },
+        config: { axis: { ...FONT, labelLimit: 260 }, legend: FONT },
       },
       join(dir, file),
     );
@@ -65,7 +65,7 @@ export async function renderCharts(r: Results, dir: string, stem: string): Promi
           color: { field: 'quantile', type: 'nominal', title: null },
         },
         width: 480,
-        config: { axis: FONT, legend: FONT },
+        config: { axis: { ...FONT, labelLimit: 260 }, legend: FONT },
       },
       join(dir, file),
     );
@@ -86,7 +86,7 @@ export async function renderCharts(r: Results, dir: string, stem: string): Promi
           color: { field: 'path', type: 'nominal', title: null },
         },
         width: 480,
-        config: { axis: FONT, legend: FONT },
+        config: { axis: { ...FONT, labelLimit: 260 }, legend: FONT },
       },
       join(dir, file),
     );

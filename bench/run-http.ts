@@ -17,6 +17,8 @@ export interface HttpResult {
   connections: number;
   seconds: number;
   requestsPerSec: number;
+  /** Requests completed in the run. */
+  requests: number;
   p50Ms: number;
   p99Ms: number;
   /** Non-2xx answers and socket errors. */
@@ -35,18 +37,19 @@ async function wrk(url: string, host: string | undefined, connections: number, s
   const p50 = /\s50%\s+([\d.]+)(us|ms|s)/.exec(stdout);
   const p99 = /\s99%\s+([\d.]+)(us|ms|s)/.exec(stdout);
   if (!rps || !p50 || !p99) throw new Error(`cannot read wrk's output:\n${stdout}`);
+  const requests = /(\d+) requests in/.exec(stdout);
   const non2xx = /Non-2xx or 3xx responses:\s+(\d+)/.exec(stdout);
   const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(stdout);
   const errors = Number(non2xx?.[1] ?? 0) + (sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0);
-  return { tool: 'wrk', connections, seconds, requestsPerSec: round(Number(rps[1])), p50Ms: round(toMs(p50[1]!, p50[2]!), 3), p99Ms: round(toMs(p99[1]!, p99[2]!), 3), errors };
+  return { tool: 'wrk', connections, seconds, requestsPerSec: round(Number(rps[1])), requests: Number(requests?.[1] ?? 0), p50Ms: round(toMs(p50[1]!, p50[2]!), 3), p99Ms: round(toMs(p99[1]!, p99[2]!), 3), errors };
 }
 
 async function autocannon(url: string, host: string | undefined, connections: number, seconds: number): Promise<HttpResult> {
   const bin = fileURLToPath(new URL('../../node_modules/autocannon/autocannon.js', import.meta.url));
   const args = [bin, '--json', '-c', String(connections), '-d', String(seconds), ...(host ? ['-H', `host=${host}`] : []), url];
   const { stdout } = await run(process.execPath, args, { timeout: (seconds + 30) * 1000, maxBuffer: 16 * 1024 * 1024 });
-  const r = JSON.parse(stdout) as { requests: { average: number }; latency: { p50: number; p99: number }; non2xx: number; errors: number };
-  return { tool: 'autocannon', connections, seconds, requestsPerSec: round(r.requests.average), p50Ms: r.latency.p50, p99Ms: r.latency.p99, errors: r.non2xx + r.errors };
+  const r = JSON.parse(stdout) as { requests: { average: number; total: number }; latency: { p50: number; p99: number }; non2xx: number; errors: number };
+  return { tool: 'autocannon', connections, seconds, requestsPerSec: round(r.requests.average), requests: r.requests.total, p50Ms: r.latency.p50, p99Ms: r.latency.p99, errors: r.non2xx + r.errors };
 }
 
 /** The load tool this machine has. */

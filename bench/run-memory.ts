@@ -19,7 +19,7 @@ import type { LoadConfig } from './run-loadgen.js';
 import { newStream, pingPong, type Percentiles } from './run-measure.js';
 import { startRelay, startScript, type RelayInfo } from './run-paths.js';
 import type { Settings } from './run.js';
-import { log, round, rssBytes, type Children } from './run-util.js';
+import { cpuMeter, log, round, rssBytes, type Children } from './run-util.js';
 
 /** Figures of the memory part (bytes). */
 export interface MemoryResult {
@@ -44,6 +44,8 @@ export interface ScaleResult {
   firstError?: string;
   relay: { baseline: Snapshot; withAgents: Snapshot };
   rssPerAgentBytes: number;
+  /** Relay CPU (percent of one core) with the agents connected and idle. */
+  relayIdleCpuPercent: number;
   /** Relay RSS for 20,000 agents: measured when that many connected, else extrapolated linearly. */
   rssAt20kBytes: number;
   rssAt20kExtrapolated: boolean;
@@ -210,6 +212,11 @@ export async function measureScale(stage: { children: Children; id: TestIdentity
   const agents = gens.reduce((a, g) => a + g.done, 0);
   log(`scale: ${agents} agents connected in ${connectSeconds} s (${failed} failed)`);
   const withAgents = await snapshot(relay, settings.quick ? 500 : 5_000);
+  // What the idle agents cost the relay in CPU (keepalives, timers) with nothing else going on.
+  const idleSeconds = settings.quick ? 1 : 15;
+  const idleMeter = cpuMeter([{ name: 'relay', pid: relay.proc.child.pid! }]);
+  await sleep(idleSeconds * 1000);
+  const relayIdleCpuPercent = round((100 * (idleMeter.finish().relay ?? 0)) / idleSeconds, 1);
   const loadedPingPongUs = await pingPong(endpointPort, pings);
   const loadedNewStreamMs = await newStream(endpointPort, settings.quick ? 30 : 500);
   log(`scale: relay RSS ${(withAgents.rss / 1024 / 1024).toFixed(0)} MiB; busy tunnel ping-pong p99 ${loadedPingPongUs.p99} µs (${idlePingPongUs.p99} µs before)`);
@@ -227,6 +234,7 @@ export async function measureScale(stage: { children: Children; id: TestIdentity
     firstError: gens.find((g) => g.firstError)?.firstError,
     relay: { baseline, withAgents },
     rssPerAgentBytes: round(perAgent, 0),
+    relayIdleCpuPercent,
     rssAt20kBytes: agents >= 20_000 ? withAgents.rss : round(baseline.rss + perAgent * 20_000, 0),
     rssAt20kExtrapolated: agents < 20_000,
     busyTunnel: { idlePingPongUs, loadedPingPongUs, loadedNewStreamMs },

@@ -18,12 +18,15 @@ export interface MuxSummary {
   cases: { name: string; mbPerSec: number; ratioToRaw: number | null; cpuSecPerGB: number }[];
 }
 
-/** Runs bench/mux.js with `args`, writes its JSON to DIR/STEM-mux.json and returns the summary. */
-export async function runMuxBench(outDir: string, stem: string, args: string[]): Promise<MuxSummary> {
+/**
+ * Runs bench/mux.js with `args`, writes its JSON to OUT/STEM-mux.json and returns the summary; the
+ * copy mux.js keeps of every run goes to `scratchDir`, not beside the run's files.
+ */
+export async function runMuxBench(outDir: string, stem: string, scratchDir: string, args: string[]): Promise<MuxSummary> {
   const file = `${stem}-mux.json`;
   log(`mux: running bench/mux.js ${args.join(' ')}`);
   const script = fileURLToPath(new URL('./mux.js', import.meta.url));
-  const child = run(process.execPath, [script, '--json', join(outDir, file), '--results-dir', outDir, ...args], { timeout: 900_000, maxBuffer: 64 * 1024 * 1024 });
+  const child = run(process.execPath, [script, '--json', join(outDir, file), '--results-dir', scratchDir, ...args], { timeout: 900_000, maxBuffer: 64 * 1024 * 1024 });
   child.child.stderr?.on('data', (c: Buffer) => process.stderr.write(c));
   await child;
   const json = JSON.parse(readFileSync(join(outDir, file), 'utf8')) as { cases: MuxSummary['cases'] };

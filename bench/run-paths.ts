@@ -14,6 +14,7 @@
 import { existsSync } from 'node:fs';
 import type { TestIdentity } from '../test/helpers/identity.js';
 import { freePort, startSshd, type Sshd } from '../test/helpers/peers.js';
+import { warrenBin } from '../test/helpers/paths.js';
 import { startProcess, startWarren, type Proc } from '../test/helpers/process.js';
 import { fileURLToPath } from 'node:url';
 import { waitForPort, type Children, type Role } from './run-util.js';
@@ -64,9 +65,17 @@ async function jsonLine<T>(proc: Proc, key: string, timeoutMs = 20_000): Promise
   return JSON.parse(line) as T;
 }
 
+/**
+ * Starts `command args` with its soft limit of open files raised to the hard limit: relays and
+ * load generators hold thousands of sockets, and many systems start processes at 1,024.
+ */
+function startWithAllFds(command: string, args: string[]): Proc {
+  return startProcess('bash', ['-c', 'ulimit -n "$(ulimit -Hn)" && exec "$0" "$@"', command, ...args]);
+}
+
 /** Starts a bench script (dist/bench/NAME) with args; registered for cleanup. */
 export function startScript(children: Children, name: string, args: string[]): Proc {
-  return children.add(startProcess(process.execPath, [benchScript(name), ...args]));
+  return children.add(startWithAllFds(process.execPath, [benchScript(name), ...args]));
 }
 
 /** Why the OpenSSH paths cannot run here, or null when they can. */
@@ -89,7 +98,8 @@ export interface RelayInfo {
 export async function startRelay(stage: Pick<Stage, 'children' | 'id'>, extra: string[] = []): Promise<RelayInfo> {
   const tcpFirst = 21_000 + Math.floor(Math.random() * 8_000);
   const proc = stage.children.add(
-    startWarren([
+    startWithAllFds(process.execPath, [
+      warrenBin,
       'relay', '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--admin', '127.0.0.1:0',
       '--cert', stage.id.certFile, '--key', stage.id.keyFile, '--domain', BENCH_DOMAIN, '--trust-key', stage.id.issuerPubFile,
       '--tcp-ports', `${tcpFirst}-${tcpFirst + 63}`, '--log-level', 'info', ...extra,
@@ -138,6 +148,7 @@ export async function startPath(stage: Stage, name: PathName, shared: { warren?:
       if (!shared.sshd) {
         shared.sshd = await startSshd();
         children.add(shared.sshd.proc);
+        children.addDir(shared.sshd.dir);
       }
       const sshd = shared.sshd;
       const cipher = name === 'ssh-aes' ? 'aes128-gcm@openssh.com' : 'chacha20-poly1305@openssh.com';

@@ -92,7 +92,7 @@ export function renderMarkdown(r: Results, charts: string[], prefix: string): st
   lines.push(`# Whole-system bench results${r.settings.quick ? ' (quick run: sizes too small for conclusions)' : ''}`, '');
   lines.push(`${r.date} on \`${r.host}\`: ${m.cpus} × ${m.cpuModel}, Linux ${m.kernel}, Node ${m.node}, ${m.openssh}.`, '');
   lines.push(
-    `**Noise:** this machine has ${m.cpus} cores shared with other work while the bench ran; the load average was ${m.loadavgStart.join(' / ')} at the start and ${(m.loadavgEnd ?? []).join(' / ')} at the end (1 / 5 / 15 min). Client, app and every process of a path share those cores, so absolute figures are low and vary run to run; the ratios within one run are the steadier part. Raw numbers: the JSON next to this file. How to read: [README.md](${prefix ? '' : '../'}README.md).`,
+    `**Noise:** this machine has ${m.cpus} cores shared with other work while the bench ran; the load average was ${m.loadavgStart.join(' / ')} at the start and ${(m.loadavgEnd ?? []).join(' / ')} at the end (1 / 5 / 15 min). Client, app and every process of a path share those cores, so absolute figures are low and vary run to run; the ratios within one run are the steadier part. Raw numbers: the JSON of the same name in bench/results/. How to read: bench/README.md.`,
     '',
   );
   lines.push('## Targets', '');
@@ -104,10 +104,10 @@ export function renderMarkdown(r: Results, charts: string[], prefix: string): st
   lines.push('## Latency', '');
   lines.push(
     table(
-      ['path', 'ping-pong p50 µs', 'p99 µs', 'p99.9 µs', 'added p50 µs', 'added p99 µs', 'new stream p50 ms', 'p99 ms'],
+      ['path', 'ping-pong p50 µs', 'p99 µs', 'p99.9 µs', 'added p50 µs', 'added p99 µs', 'new stream p50 ms', 'p99 ms', 'mean ms'],
       r.paths
         .filter((p) => p.pingPongUs && p.newStreamMs)
-        .map((p) => [p.label, fmt(p.pingPongUs!.p50), fmt(p.pingPongUs!.p99), fmt(p.pingPongUs!.p999), direct ? fmt(p.pingPongUs!.p50 - direct.p50) : '-', direct ? fmt(p.pingPongUs!.p99 - direct.p99) : '-', fmt(p.newStreamMs!.p50, 3), fmt(p.newStreamMs!.p99, 3)]),
+        .map((p) => [p.label, fmt(p.pingPongUs!.p50), fmt(p.pingPongUs!.p99), fmt(p.pingPongUs!.p999), direct ? fmt(p.pingPongUs!.p50 - direct.p50) : '-', direct ? fmt(p.pingPongUs!.p99 - direct.p99) : '-', fmt(p.newStreamMs!.p50, 3), fmt(p.newStreamMs!.p99, 3), fmt(p.newStreamMs!.mean, 3)]),
     ),
     '',
   );
@@ -120,9 +120,11 @@ export function renderMarkdown(r: Results, charts: string[], prefix: string): st
     for (const size of ['1k', '1m'] as const) {
       const d = r.http.cases.find((c) => c.size === size && c.path === 'direct')?.result;
       const p = r.http.cases.find((c) => c.size === size && c.path === 'warren-preview')?.result;
-      if (d && p) rows.push([size === '1k' ? '1 KiB' : '1 MiB', d.connections, fmt(d.requestsPerSec), fmt(d.p99Ms, 2), fmt(p.requestsPerSec), fmt(p.p99Ms, 2), `${((100 * p.requestsPerSec) / d.requestsPerSec).toFixed(1)}%`, ratio(p.p99Ms, d.p99Ms), d.errors + p.errors]);
+      const cpu = r.http.cases.find((c) => c.size === size && c.path === 'warren-preview')?.pathCpuMsPerRequest;
+      if (d && p) rows.push([size === '1k' ? '1 KiB' : '1 MiB', d.connections, fmt(d.requestsPerSec), fmt(d.p99Ms, 2), fmt(p.requestsPerSec), fmt(p.p99Ms, 2), `${((100 * p.requestsPerSec) / d.requestsPerSec).toFixed(1)}%`, ratio(p.p99Ms, d.p99Ms), fmt(cpu, 3), d.errors + p.errors]);
     }
-    lines.push(table(['body', 'connections', 'direct req/s', 'direct p99 ms', 'preview req/s', 'preview p99 ms', 'preview / direct', 'p99 ratio', 'errors'], rows), '');
+    lines.push(table(['body', 'connections', 'direct req/s', 'direct p99 ms', 'preview req/s', 'preview p99 ms', 'preview / direct', 'p99 ratio', 'relay + agent CPU ms/request', 'errors'], rows), '');
+    lines.push('The preview opens one stream, and the agent one connection to the app, per request.', '');
   }
   if (r.memory) {
     const mem = r.memory;
@@ -153,6 +155,7 @@ export function renderMarkdown(r: Results, charts: string[], prefix: string): st
           ['relay RSS before / with agents', `${fmt(s.relay.baseline.rss / MIB)} / ${fmt(s.relay.withAgents.rss / MIB)} MiB`],
           ['relay heap before / with agents', `${fmt(s.relay.baseline.heapUsed / MIB)} / ${fmt(s.relay.withAgents.heapUsed / MIB)} MiB`],
           ['relay RSS per agent', kib(s.rssPerAgentBytes)],
+          ['relay CPU with the agents idle', `${fmt(s.relayIdleCpuPercent, 1)}% of a core`],
           ['relay RSS for 20,000 agents', `${fmt(s.rssAt20kBytes / MIB)} MiB${s.rssAt20kExtrapolated ? ' (extrapolated)' : ''}`],
           ['busy tunnel ping-pong p50 / p99, relay idle', `${fmt(s.busyTunnel.idlePingPongUs.p50)} / ${fmt(s.busyTunnel.idlePingPongUs.p99)} µs`],
           ['busy tunnel ping-pong p50 / p99, with the agents', `${fmt(s.busyTunnel.loadedPingPongUs.p50)} / ${fmt(s.busyTunnel.loadedPingPongUs.p99)} µs`],
@@ -171,10 +174,13 @@ export function renderMarkdown(r: Results, charts: string[], prefix: string): st
   return `${lines.join('\n')}\n`;
 }
 
-/** Writes RESULTS.md and the charts into `dir`, and the markdown to `alsoTo` (charts linked under `results/`) when given; returns the chart names. */
+/**
+ * Writes STEM.md and the charts into `dir`, and the markdown to `alsoTo` (charts linked under
+ * `results/`) when given; returns the file names written in `dir`.
+ */
 export async function renderReport(r: Results, dir: string, stem: string, alsoTo?: string): Promise<string[]> {
   const charts = await renderCharts(r, dir, stem);
-  writeFileSync(join(dir, 'RESULTS.md'), renderMarkdown(r, charts, ''));
+  writeFileSync(join(dir, `${stem}.md`), renderMarkdown(r, charts, ''));
   if (alsoTo) writeFileSync(alsoTo, renderMarkdown(r, charts, 'results/'));
-  return charts;
+  return [`${stem}.md`, ...charts];
 }

@@ -3,7 +3,7 @@
  * and memory read from /proc, process trees (sshd forks per connection), percentiles, and a
  * registry of every child process so that all of them are killed at the end, even on error.
  */
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Proc } from '../test/helpers/process.js';
@@ -117,6 +117,13 @@ export async function waitForPort(port: number, host = '127.0.0.1', timeoutMs = 
 /** Every child process the bench started; stopAll() ends them and their descendants. */
 export class Children {
   private readonly procs = new Set<Proc>();
+  /** Temporary folders (keys, configs) removed by killAllNow() when the bench is interrupted. */
+  private readonly dirs = new Set<string>();
+
+  /** Registers a temporary folder to remove if the bench is interrupted. */
+  addDir(dir: string): void {
+    this.dirs.add(dir);
+  }
 
   /** Registers `proc` for the final cleanup and returns it. */
   add(proc: Proc): Proc {
@@ -155,8 +162,9 @@ export class Children {
     for (const p of [...this.procs].reverse()) await this.stop(p);
   }
 
-  /** Synchronous last resort on exit: SIGKILL whatever is left. */
+  /** Synchronous last resort on exit: SIGKILL whatever is left and remove the registered folders. */
   killAllNow(): void {
+    for (const dir of this.dirs) rmSync(dir, { recursive: true, force: true });
     for (const p of this.procs) {
       const pid = p.child.pid;
       if (pid === undefined) continue;

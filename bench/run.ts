@@ -5,13 +5,14 @@
  *
  * Usage: npm run bench -- [--quick] [--out DIR] [--only PATHS] [--agents N] [--no-mux] [--help]
  *
- * Progress goes to stderr; the results to DIR/<date>-<host>.json, DIR/RESULTS.md and SVG charts
- * in DIR (default bench/results/, with RESULTS.md also copied to bench/RESULTS.md).
+ * Progress goes to stderr; the results to DIR/<date>-<host>.json, DIR/<date>-<host>.md and SVG
+ * charts in DIR (default bench/results/); a full run into the default folder also writes the
+ * committed summary, bench/RESULTS.md.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, hostname, loadavg, release, totalmem } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { makeTestIdentity } from '../test/helpers/identity.js';
@@ -29,7 +30,7 @@ const GIB = 1024 * MIB;
 
 const HELP = `Usage: npm run bench -- [options]   (or: node dist/bench/run.js [options])
 
-Runs every path on loopback and writes the results (JSON, RESULTS.md, SVG charts).
+Runs every path on loopback and writes the results (JSON, markdown, SVG charts).
 
 Options:
   --quick          every path on small sizes (under a minute); for checks, not for numbers
@@ -39,6 +40,8 @@ Options:
                    and the parts http, memory, scale, mux (default: everything)
   --agents N       idle agents for the scale part (default 20000, --quick 200)
   --no-mux         skip the multiplexer bench (bench/mux.ts) in a full run
+  --render FILE    render the markdown and charts again from a saved JSON, into its folder
+                   (bench/RESULTS.md too when FILE is a full run in bench/results/)
   --help           this text
 `;
 
@@ -63,7 +66,7 @@ function settingsFor(quick: boolean, agents: number | undefined): Settings {
   return {
     quick,
     bulkBytes: quick ? 16 * MIB : 512 * MIB,
-    runs: quick ? 1 : 3,
+    runs: quick ? 1 : 5,
     streams: [1, 64],
     pingPongCount: quick ? 300 : 20_000,
     newStreamCount: quick ? 30 : 1_000,
@@ -99,6 +102,17 @@ export interface PathResult {
   newStreamMs?: Percentiles;
 }
 
+/** One HTTP load run and the CPU it cost. */
+export interface HttpCase {
+  path: 'direct' | 'warren-preview';
+  size: '1k' | '1m';
+  result: HttpResult;
+  /** CPU seconds of the app and, through the preview, of the relay and the agent. */
+  cpuSeconds: Record<string, number>;
+  /** Relay + agent CPU milliseconds per request (0 for direct). */
+  pathCpuMsPerRequest: number;
+}
+
 /** The whole JSON. */
 export interface Results {
   bench: 'run';
@@ -107,7 +121,7 @@ export interface Results {
   machine: Record<string, unknown>;
   settings: Settings;
   paths: PathResult[];
-  http?: { tool: string; cases: { path: 'direct' | 'warren-preview'; size: '1k' | '1m'; result: HttpResult }[] };
+  http?: { tool: string; cases: HttpCase[] };
   memory?: MemoryResult;
   scale?: ScaleResult;
   mux?: MuxSummary;
@@ -219,7 +233,7 @@ async function measurePaths(stage: Stage, settings: Settings, names: PathName[],
   stage.warren = shared.warren;
 }
 
-async function measureHttp(stage: Stage, settings: Settings, results: Results): Promise<void> {
+async function measureHttp(stage: Stage, settings: Settings, results: Results, appPid: number): Promise<void> {
   const warren = stage.warren;
   if (!warren) throw new Error('the preview needs the Warren relay and agent');
   const host = `${stage.appHttpPort}-${BENCH_TUNNEL}.${BENCH_DOMAIN}`;
@@ -227,8 +241,12 @@ async function measureHttp(stage: Stage, settings: Settings, results: Results): 
   for (const size of ['1k', '1m'] as const) {
     for (const path of ['direct', 'warren-preview'] as const) {
       const port = path === 'direct' ? stage.appHttpPort : warren.relay.httpPort;
+      const roles = [{ name: 'app', pid: appPid }, ...(path === 'direct' ? [] : [{ name: 'relay', pid: warren.relay.proc.child.pid! }, { name: 'agent', pid: warren.agent.child.pid! }])];
+      const meter = cpuMeter(roles);
       const result = await loadHttp(`http://127.0.0.1:${port}/${size}`, path === 'direct' ? undefined : host, settings.httpConnections[size], settings.httpSeconds);
-      cases.push({ path, size, result });
+      const cpuSeconds = meter.finish();
+      const pathCpu = (cpuSeconds.relay ?? 0) + (cpuSeconds.agent ?? 0);
+      cases.push({ path, size, result, cpuSeconds: Object.fromEntries(Object.entries(cpuSeconds).map(([k, v]) => [k, round(v, 2)])), pathCpuMsPerRequest: result.requests > 0 ? round((1000 * pathCpu) / result.requests, 3) : 0 });
       log(`http ${size} ${path.padEnd(14)} ${result.requestsPerSec.toFixed(0).padStart(7)} req/s  p99 ${result.p99Ms} ms${result.errors ? `  ${result.errors} errors` : ''}`);
     }
   }
@@ -243,11 +261,16 @@ async function main(): Promise<void> {
       only: { type: 'string' },
       agents: { type: 'string' },
       'no-mux': { type: 'boolean', default: false },
+      render: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
   if (values.help) {
     process.stdout.write(HELP);
+    return;
+  }
+  if (values.render) {
+    await rerender(values.render);
     return;
   }
   const parts = ['http', 'memory', 'scale', 'mux'];
@@ -277,6 +300,7 @@ async function main(): Promise<void> {
   const results: Results = { bench: 'run', date, host: hostname(), machine: machineInfo(), settings, paths: [], errors: [] };
   log(`whole-system bench${settings.quick ? ' (quick)' : ''}: ${names.length} paths, ${(settings.bulkBytes / MIB).toFixed(0)} MiB per transfer, ${settings.runs} run(s); load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
   const id = await makeTestIdentity();
+  children.addDir(id.dir);
   try {
     const app = startScript(children, 'run-app.js', []);
     const ports = JSON.parse(await app.waitFor(/"ready"/)) as { tcpPort: number; httpPort: number };
@@ -293,24 +317,34 @@ async function main(): Promise<void> {
     if (want('http')) {
       await step('http', async () => {
         stage.warren ??= await startWarrenSetup(stage);
-        await measureHttp(stage, settings, results);
+        await measureHttp(stage, settings, results, app.child.pid!);
       });
     }
     await children.stopAll();
     if (want('memory')) await step('memory', async () => void (results.memory = await measureMemory({ children, id }, settings)));
     if (want('scale')) await step('scale', async () => void (results.scale = await measureScale({ children, id }, settings, startScript(children, 'run-app.js', []))));
-    if (want('mux') && !settings.quick && !values['no-mux']) await step('mux', async () => void (results.mux = await runMuxBench(outDir, stem, ['--runs', '1'])));
+    if (want('mux') && !settings.quick && !values['no-mux']) await step('mux', async () => void (results.mux = await runMuxBench(outDir, stem, id.dir, ['--runs', '1'])));
   } finally {
     await children.stopAll();
     id.remove();
   }
   results.machine.loadavgEnd = loadavg().map((x) => round(x, 2));
   writeFileSync(join(outDir, `${stem}.json`), `${JSON.stringify(results, null, 2)}\n`);
-  // bench/RESULTS.md is the committed summary: only a full run into the default folder replaces it.
-  const summary = values.out === undefined && !settings.quick ? fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url)) : undefined;
-  const charts = await renderReport(results, outDir, stem, summary);
-  log(`wrote ${join(outDir, `${stem}.json`)}, RESULTS.md, ${charts.join(', ')}${summary ? `, ${summary}` : ''}`);
+  // bench/RESULTS.md is the committed summary: only a complete full run into the default folder replaces it.
+  const summary = values.out === undefined && !settings.quick && !wanted ? fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url)) : undefined;
+  const files = await renderReport(results, outDir, stem, summary);
+  log(`wrote ${join(outDir, `${stem}.json`)}, ${files.join(', ')}${summary ? `, ${summary}` : ''}`);
   if (results.errors.length > 0) log(`${results.errors.length} part(s) failed: ${results.errors.map((e) => e.part).join(', ')}`);
+}
+
+/** Renders the markdown and charts again from a saved JSON (after a change to the report), into its folder. */
+async function rerender(file: string): Promise<void> {
+  const results = JSON.parse(readFileSync(file, 'utf8')) as Results;
+  const stem = basename(file).replace(/\.json$/, '');
+  const isDefault = resolve(dirname(file)) === resolve(fileURLToPath(new URL('../../bench/results/', import.meta.url)));
+  const summary = isDefault && !results.settings.quick ? fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url)) : undefined;
+  const files = await renderReport(results, dirname(file), stem, summary);
+  log(`rendered ${files.join(', ')}${summary ? `, ${summary}` : ''} from ${file}`);
 }
 
 /** A usage error: exit code 2. */

@@ -51,8 +51,8 @@ t.test('bench/run --quick measures every path and part and writes the results', 
   t.ok((report.memory?.bare.perWssBytes ?? 0) > 0, 'memory per bare wss connection');
   t.ok((report.scale?.agents ?? 0) > 0 && report.scale?.failed === 0, `scale: ${report.scale?.agents} agents`);
   t.ok((report.scale?.relay.withAgents.rss ?? 0) > 0 && (report.scale?.busyTunnel.loadedPingPongUs.p99 ?? 0) > 0, 'scale: relay RSS and busy-tunnel latency');
-  const markdown = readFileSync(join(dir, 'RESULTS.md'), 'utf8');
-  t.match(markdown, /## Targets/, 'RESULTS.md has the targets');
+  const markdown = readFileSync(join(dir, json!.replace(/\.json$/, '.md')), 'utf8');
+  t.match(markdown, /## Targets/, 'the markdown has the targets');
   for (const chart of ['throughput', 'latency', 'http']) {
     const file = join(dir, json!.replace(/\.json$/, `-${chart}.svg`));
     t.ok(existsSync(file) && readFileSync(file, 'utf8').startsWith('<svg'), `${chart} chart is an SVG`);

@@ -123,6 +123,14 @@ export interface DrainOptions {
   hint?: string;
 }
 
+/**
+ * Connections the kernel may hold for the relay before it accepts them. Node's default (511)
+ * overflows when thousands of agents reconnect at once: the kernel drops their handshakes and
+ * they wait for SYN retransmits, seconds each, then time out and back off further. The kernel
+ * caps this at net.core.somaxconn (docs/OPERATIONS.md).
+ */
+export const LISTEN_BACKLOG = 8192;
+
 /** The relay endpoints that upgrade to WebSocket. */
 const ENDPOINTS = new Map<string, SessionRole>([
   ['/v1/agent', 'agent'],
@@ -264,7 +272,7 @@ export class Relay {
   /** Opens the listeners; resolves once they accept connections. */
   async start(): Promise<void> {
     const listen = async (server: HttpServer | HttpsServer, at: HostPort, what: string): Promise<void> => {
-      server.listen(at.port, at.host);
+      server.listen({ port: at.port, host: at.host, backlog: LISTEN_BACKLOG });
       try {
         await Promise.race([once(server, 'listening'), once(server, 'error').then(([err]) => Promise.reject(err as Error))]);
       } catch (err) {

@@ -43,6 +43,13 @@ function cpuSeconds(proc: Proc): number {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
+/** The kernel's count of connections dropped because a listener's accept queue was full (all listeners). */
+function listenOverflows(): number {
+  const lines = readFileSync('/proc/net/netstat', 'utf8').split('\n').filter((l) => l.startsWith('TcpExt:'));
+  const names = lines[0]!.split(' ');
+  return Number(lines[1]!.split(' ')[names.indexOf('ListenOverflows')]);
+}
+
 async function metric(relay: { admin: string }, name: string): Promise<number> {
   const text = await (await fetch(`${relay.admin}/metrics`)).text();
   return [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+(?:\\.\\d+)?)$`, 'gm'))].reduce((sum, m) => sum + Number(m[1]), 0);
@@ -77,6 +84,7 @@ t.test(`${AGENTS} agents connect`, async (t) => {
 
 t.test(`after a relay crash and restart, all ${AGENTS} agents come back with jittered reconnects`, async (t) => {
   const marks = swarms.map((s) => s.lines.length);
+  const overflowsBefore = listenOverflows();
   await relay.proc.stop('SIGKILL');
   // Restarted at once, as a supervisor would; each swarm reports once every one of its agents has
   // lost its session and found a new one.
@@ -96,6 +104,7 @@ t.test(`after a relay crash and restart, all ${AGENTS} agents come back with jit
   const at = (q: number): number => delays[Math.floor(q * (delays.length - 1))]!;
   t.comment(`reconnect delays: p10 ${at(0.1)} ms, p50 ${at(0.5)} ms, p90 ${at(0.9)} ms, max ${at(1)} ms`);
   t.ok(at(0.9) - at(0.1) >= 1_000, `reconnects spread over ${at(0.9) - at(0.1)} ms between p10 and p90`);
+  t.comment(`connections dropped by full accept queues meanwhile (whole machine): ${listenOverflows() - overflowsBefore}`);
   t.comment(`CPU of the restarted relay: ${cpuSeconds(relay.proc)} s; swarms so far ${swarms.map(cpuSeconds).join(' s, ')} s`);
   const failures = await metric(relay, 'warren_handshake_failures_total');
   t.comment(`handshake failures at the restarted relay: ${failures}`);

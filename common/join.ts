@@ -2,15 +2,30 @@
  * Joining a TCP socket to a stream: bytes flow both ways, half-close is faithful (a FIN on one
  * side becomes a FIN on the other), and a failure is faithful too: a reset stream resets the TCP
  * connection (RST, so the peer sees ECONNRESET rather than a clean end), and a reset TCP
- * connection resets the stream.
+ * connection resets the stream. A side that goes away before both its directions ended takes the
+ * other with it.
+ *
+ * Two pipe() calls and a few listeners rather than stream.pipeline(): every stream of every
+ * session is joined here, and pipeline's per-call AbortController and its premature-close errors
+ * (each an Error with a stack) cost several times the join itself.
  */
 import type { Socket } from 'node:net';
-import { pipeline, type Duplex } from 'node:stream';
+import type { Duplex } from 'node:stream';
 
-/** Joins `socket` and `stream`; `done` runs once both are finished or torn down. */
+/** True when both directions of `s` ended cleanly (no more bytes either way, nothing lost). */
+function endedBothWays(s: Duplex): boolean {
+  return s.readableEnded && s.writableFinished;
+}
+
+/** Joins `socket` and `stream`; `done` runs once both are closed, with the first error either had. */
 export function joinSocket(socket: Socket, stream: Duplex, done?: (err: Error | undefined) => void): void {
-  // Registered before pipeline's own listeners, so the RST goes out before pipeline's plain destroy().
-  stream.once('error', () => {
+  let failure: Error | undefined;
+  let open = 2;
+  const closed = (): void => {
+    if (--open === 0) done?.(failure);
+  };
+  stream.once('error', (err: Error) => {
+    failure ??= err;
     if (socket.destroyed) return;
     // After end() the socket may be shutting down, and libuv refuses a reset then (EINVAL); Node
     // 20's TCPWrap marks the handle closing anyway and never closes it: the descriptor leaks and
@@ -18,8 +33,19 @@ export function joinSocket(socket: Socket, stream: Duplex, done?: (err: Error | 
     if (socket.writableEnded) socket.destroy();
     else socket.resetAndDestroy();
   });
-  socket.on('error', () => {
-    // pipeline passes the socket's error on to the stream, which resets it.
+  socket.on('error', (err: Error) => {
+    failure ??= err;
+    // The stream resets (RST), so the far side sees the failure too.
+    stream.destroy(err);
   });
-  pipeline(socket, stream, socket, (err) => done?.(err ?? undefined));
+  stream.once('close', () => {
+    if (!socket.destroyed && !endedBothWays(stream)) socket.destroy();
+    closed();
+  });
+  socket.once('close', () => {
+    if (!stream.destroyed && !endedBothWays(socket)) stream.destroy();
+    closed();
+  });
+  socket.pipe(stream);
+  stream.pipe(socket);
 }

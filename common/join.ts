@@ -49,3 +49,21 @@ export function joinSocket(socket: Socket, stream: Duplex, done?: (err: Error | 
   socket.pipe(stream);
   stream.pipe(socket);
 }
+
+/**
+ * Joins two streams both ways (a client's stream to the agent's, on the relay): half-close passes
+ * through, an error on one destroys the other with the same error (for mux streams, an RST with
+ * the same code), and a side that goes away before both its directions ended takes the other.
+ */
+export function joinStreams(a: Duplex, b: Duplex): void {
+  a.on('error', (err: Error) => b.destroy(err));
+  b.on('error', (err: Error) => a.destroy(err));
+  a.once('close', () => {
+    if (!b.destroyed && !endedBothWays(a)) b.destroy();
+  });
+  b.once('close', () => {
+    if (!a.destroyed && !endedBothWays(b)) a.destroy();
+  });
+  a.pipe(b);
+  b.pipe(a);
+}

@@ -4,10 +4,10 @@
  * agent is never asked to dial; each stream is then checked again and joined to a new stream on
  * the agent's session.
  */
-import { pipeline } from 'node:stream';
 import { z } from 'zod';
 import { ProtocolError, TokenBucket, WarrenError, type ClientHello, type ErrorCode, type MuxStream, type Session } from '../protocol/index.js';
 import type { WarrenClaims } from '../certs/token.js';
+import { joinStreams } from '../common/join.js';
 import { verifyFor, type TokenPolicy } from './agents.js';
 import type { TunnelRegistry } from './registry.js';
 
@@ -69,8 +69,7 @@ export function serveClientSession(
     }
     stream.accept();
     upstream.on('error', () => {});
-    pipeline(stream, upstream, stream, () => {
-      // pipeline destroys both on error; the error's code travels on as RST.
-    });
+    // An error on either destroys both; its code travels on as RST.
+    joinStreams(stream, upstream);
   });
 }

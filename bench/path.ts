@@ -14,14 +14,17 @@
  *
  * Usage: node dist/bench/path.js [--cases preview,latency,throughput] [--runs N] [--duration S]
  *        [--connections N] [--size 256m] [--count N] [--prof-dir DIR] [--json FILE] [--hold]
+ *        [--compare OTHER/dist/bin/warren.js]
  *
  * Progress goes to stderr; the JSON (medians over the runs, and every run) to stdout or --json.
+ * With --compare, a second build (another checkout's built CLI, or a copy of dist/ made before a
+ * change) runs beside this one and every case measures both, interleaved, in the same run.
  * With --prof-dir, relay and agent write CPU profiles there when they exit. With --hold, the
  * setup stays up (its ports printed) until SIGINT, for probing by hand.
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { connect as netConnect, createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
@@ -221,13 +224,14 @@ async function freePorts(n: number): Promise<number> {
   throw new Error('no free port range');
 }
 
-async function start(id: TestIdentity, dir: string, apps: { http: number; first: number; sink: number }, profDir: string | undefined): Promise<Setup> {
+async function start(id: TestIdentity, dir: string, apps: { http: number; first: number; sink: number }, profDir: string | undefined, bin: string): Promise<Setup> {
+  mkdirSync(dir, { recursive: true });
   const nodeFlags = profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [];
   const tcpFirst = await freePorts(4);
   const relay = startChild(
     [
       ...nodeFlags,
-      warrenBin,
+      bin,
       'relay',
       '--listen',
       '127.0.0.1:0',
@@ -251,13 +255,18 @@ async function start(id: TestIdentity, dir: string, apps: { http: number; first:
   const info = JSON.parse(await relay.waitFor(/"event":"listening"/)) as { listen: { port: number }; httpListen: { port: number } };
   const token = id.token('agent', TUNNEL, [apps.http, apps.first, apps.sink]);
   const agent = startChild(
-    [...nodeFlags, warrenBin, 'agent', '--relay', `wss://127.0.0.1:${info.listen.port}`, '--ca', id.caFile, '--port', String(apps.http), '--tcp', String(apps.first), '--tcp', String(apps.sink), '--json', '--status-socket', 'off'],
+    [...nodeFlags, bin, 'agent', '--relay', `wss://127.0.0.1:${info.listen.port}`, '--ca', id.caFile, '--port', String(apps.http), '--tcp', String(apps.first), '--tcp', String(apps.sink), '--json', '--status-socket', 'off'],
     join(dir, 'agent.log'),
     { WARREN_TOKEN: token },
   );
   const connected = JSON.parse(await agent.waitFor(/"event":"connected"/)) as { tcp: { port: number; endpoint: string }[] };
   const endpoints = new Map(connected.tcp.map((t) => [t.port, Number(t.endpoint.split(':').pop())]));
   return { id, dir, relay, agent, httpPort: info.httpListen.port, relayPort: info.listen.port, endpoints };
+}
+
+/** Summary of several wrk runs: medians. */
+function wrkMedian(list: { rps: number; p50: number; p99: number }[]): { rps: number; p50: number; p99: number } {
+  return { rps: median(list.map((x) => x.rps)), p50: median(list.map((x) => x.p50)), p99: median(list.map((x) => x.p99)) };
 }
 
 async function main(): Promise<void> {
@@ -270,6 +279,7 @@ async function main(): Promise<void> {
       size: { type: 'string', default: '256m' },
       count: { type: 'string', default: '300' },
       'prof-dir': { type: 'string' },
+      compare: { type: 'string' },
       hold: { type: 'boolean', default: false },
       json: { type: 'string' },
     },
@@ -293,104 +303,122 @@ async function main(): Promise<void> {
   });
   const sink = sinkServer();
   const apps = { http: await listen(httpApp), first: await listen(firstApp), sink: await listen(sink.server) };
-  const setup = await start(id, dir, apps, values['prof-dir']);
+  // "warren" is this checkout's build; with --compare, "other" is another build's CLI, measured
+  // in the same run, interleaved, against the same apps.
+  const builds: { name: string; bin: string }[] = [{ name: 'warren', bin: warrenBin }];
+  if (values.compare) builds.push({ name: 'other', bin: values.compare });
+  const setups: (Setup & { name: string })[] = [];
+  for (const b of builds) setups.push({ name: b.name, ...(await start(id, join(dir, b.name), apps, values['prof-dir'], b.bin)) });
   const hop2 = fork(fileURLToPath(new URL('./pipe-hop.js', import.meta.url)), [`127.0.0.1:${apps.sink}`]);
   const hop2Port = ((await once(hop2, 'message')) as [{ port: number }])[0].port;
   const hop1 = fork(fileURLToPath(new URL('./pipe-hop.js', import.meta.url)), [`127.0.0.1:${hop2Port}`]);
   const hop1Port = ((await once(hop1, 'message')) as [{ port: number }])[0].port;
-  const pids = { relay: setup.relay.child.pid, agent: setup.agent.child.pid };
-  const usage = (): { relay: number; agent: number; self: number } => ({
-    relay: cpuSeconds(pids.relay),
-    agent: cpuSeconds(pids.agent),
-    self: process.cpuUsage().user / 1e6 + process.cpuUsage().system / 1e6,
-  });
+  const usage = (setup: Setup): { relay: number; agent: number } => ({ relay: cpuSeconds(setup.relay.child.pid), agent: cpuSeconds(setup.agent.child.pid) });
   const host = `${apps.http}-${TUNNEL}.${DOMAIN}`;
-  log(`path bench: ${cpus().length} cpus, ${runs} run(s); logs in ${dir}`);
-
+  log(`path bench: ${cpus().length} cpus, ${runs} run(s), builds ${builds.map((b) => `${b.name}=${b.bin}`).join(' ')}; logs in ${dir}`);
   if (values.hold) {
     // Keep everything up for manual probing until SIGINT.
-    log(JSON.stringify({ apps, previewHost: host, relayHttpPort: setup.httpPort, relayPort: setup.relayPort, endpoints: Object.fromEntries(setup.endpoints), chainPort: hop1Port }));
+    for (const s of setups) log(JSON.stringify({ build: s.name, apps, previewHost: host, relayHttpPort: s.httpPort, relayPort: s.relayPort, endpoints: Object.fromEntries(s.endpoints), chainPort: hop1Port }));
     await once(process, 'SIGINT');
     cases.clear();
   }
-  const result: Record<string, unknown> = { bench: 'path', date: new Date().toISOString(), node: process.version, cpus: cpus().length, runs };
+
+  const result: Record<string, unknown> = { bench: 'path', date: new Date().toISOString(), node: process.version, cpus: cpus().length, runs, builds };
   try {
     if (cases.has('preview')) {
-      const direct: { rps: number; p50: number; p99: number }[] = [];
-      const warren: { rps: number; p50: number; p99: number; relayCpu: number; agentCpu: number }[] = [];
-      // Warm up both paths (JIT, the session's windows).
+      type Run = { rps: number; p50: number; p99: number; relayCpu?: number; agentCpu?: number };
+      const all: Record<string, Run[]> = { direct: [] };
       await wrk(apps.http, host, 1, connections);
-      await wrk(setup.httpPort, host, 1, connections);
-      for (let r = 0; r < runs; r++) {
-        direct.push(await wrk(apps.http, host, duration, connections));
-        const before = usage();
-        const w = await wrk(setup.httpPort, host, duration, connections);
-        const after = usage();
-        warren.push({ ...w, relayCpu: round((after.relay - before.relay) / duration), agentCpu: round((after.agent - before.agent) / duration) });
-        log(`  preview run ${r + 1}: direct ${direct[r]!.rps.toFixed(0)} req/s p99 ${direct[r]!.p99} ms; warren ${w.rps.toFixed(0)} req/s p99 ${w.p99} ms`);
+      for (const s of setups) {
+        all[s.name] = [];
+        await wrk(s.httpPort, host, 1, connections); // warm-up: JIT, windows
       }
-      const d = { rps: median(direct.map((x) => x.rps)), p50: median(direct.map((x) => x.p50)), p99: median(direct.map((x) => x.p99)) };
-      const w = { rps: median(warren.map((x) => x.rps)), p50: median(warren.map((x) => x.p50)), p99: median(warren.map((x) => x.p99)) };
-      result.preview = {
-        connections,
-        durationSeconds: duration,
-        direct: d,
-        warren: { ...w, relayCpu: median(warren.map((x) => x.relayCpu)), agentCpu: median(warren.map((x) => x.agentCpu)) },
-        rpsRatio: round(w.rps / d.rps, 3),
-        p99Ratio: round(w.p99 / d.p99, 2),
-        runs: { direct, warren },
-      };
+      for (let r = 0; r < runs; r++) {
+        all.direct!.push(await wrk(apps.http, host, duration, connections));
+        const line = [`direct ${all.direct![r]!.rps.toFixed(0)} req/s p99 ${all.direct![r]!.p99} ms`];
+        for (const s of setups) {
+          const before = usage(s);
+          const w = await wrk(s.httpPort, host, duration, connections);
+          const after = usage(s);
+          all[s.name]!.push({ ...w, relayCpu: round((after.relay - before.relay) / duration), agentCpu: round((after.agent - before.agent) / duration) });
+          line.push(`${s.name} ${w.rps.toFixed(0)} req/s p99 ${w.p99} ms`);
+        }
+        log(`  preview run ${r + 1}: ${line.join('; ')}`);
+      }
+      const d = wrkMedian(all.direct!);
+      const preview: Record<string, unknown> = { connections, durationSeconds: duration, direct: d };
+      for (const s of setups) {
+        const w = wrkMedian(all[s.name]!);
+        preview[s.name] = {
+          ...w,
+          rpsRatio: round(w.rps / d.rps, 3),
+          p99Ratio: round(w.p99 / d.p99, 2),
+          relayCpu: median(all[s.name]!.map((x) => x.relayCpu!)),
+          agentCpu: median(all[s.name]!.map((x) => x.agentCpu!)),
+        };
+      }
+      preview.runs = all;
+      result.preview = preview;
     }
 
     if (cases.has('latency')) {
-      const endpoint = setup.endpoints.get(apps.first)!;
-      const client = await WarrenClient.open({ relay: `wss://127.0.0.1:${setup.relayPort}`, token: id.token('client', TUNNEL, [apps.first]), ca: id.caPem, tunnel: TUNNEL });
       const tcp = (port: number) => () => ({ stream: netConnect({ host: '127.0.0.1', port, noDelay: true }) });
-      const stream = () => ({ stream: client.connect(apps.first) });
-      await firstByteTimes(50, tcp(endpoint));
-      await firstByteTimes(50, stream);
-      const all: Record<string, number[]> = { direct: [], tcpEndpoint: [], clientStream: [] };
-      for (let r = 0; r < runs; r++) {
-        all.direct!.push(...(await firstByteTimes(count, tcp(apps.first))));
-        all.tcpEndpoint!.push(...(await firstByteTimes(count, tcp(endpoint))));
-        all.clientStream!.push(...(await firstByteTimes(count, stream)));
-        log(`  latency run ${r + 1}: p50 direct ${percentile(all.direct!, 50).toFixed(3)} ms, tcp endpoint ${percentile(all.tcpEndpoint!, 50).toFixed(3)} ms, client stream ${percentile(all.clientStream!, 50).toFixed(3)} ms`);
+      const paths: { name: string; open: () => { stream: NodeJS.ReadableStream & { destroy(): void } } }[] = [{ name: 'direct', open: tcp(apps.first) }];
+      const clients: WarrenClient[] = [];
+      for (const s of setups) {
+        const client = await WarrenClient.open({ relay: `wss://127.0.0.1:${s.relayPort}`, token: id.token('client', TUNNEL, [apps.first]), ca: id.caPem, tunnel: TUNNEL });
+        clients.push(client);
+        paths.push({ name: `${s.name}TcpEndpoint`, open: tcp(s.endpoints.get(apps.first)!) }, { name: `${s.name}ClientStream`, open: () => ({ stream: client.connect(apps.first) }) });
       }
-      await client.close();
+      for (const p of paths) await firstByteTimes(50, p.open);
+      const all: Record<string, number[]> = Object.fromEntries(paths.map((p) => [p.name, []]));
+      for (let r = 0; r < runs; r++) {
+        for (const p of paths) all[p.name]!.push(...(await firstByteTimes(count, p.open)));
+        log(`  latency run ${r + 1}: p50 ${paths.map((p) => `${p.name} ${percentile(all[p.name]!, 50).toFixed(3)} ms`).join(', ')}`);
+      }
+      for (const c of clients) await c.close();
       result.latency = Object.fromEntries(Object.entries(all).map(([k, v]) => [k, { p50: round(percentile(v, 50), 3), p90: round(percentile(v, 90), 3), p99: round(percentile(v, 99), 3), n: v.length }]));
     }
 
     if (cases.has('throughput')) {
-      const endpoint = setup.endpoints.get(apps.sink)!;
-      await transfer(endpoint, 32 * MIB, sink);
+      type Run = { mbPerSec: number; relayCpuSecPerGB: number; agentCpuSecPerGB: number };
       await transfer(hop1Port, 32 * MIB, sink);
+      for (const s of setups) await transfer(s.endpoints.get(apps.sink)!, 32 * MIB, sink);
       const chain: number[] = [];
-      const warren: { mbPerSec: number; relayCpuSecPerGB: number; agentCpuSecPerGB: number }[] = [];
+      const all: Record<string, Run[]> = Object.fromEntries(setups.map((s) => [s.name, []]));
       for (let r = 0; r < runs; r++) {
         chain.push(round(await transfer(hop1Port, size, sink), 1));
-        const before = usage();
-        const mb = await transfer(endpoint, size, sink);
-        const after = usage();
-        warren.push({ mbPerSec: round(mb, 1), relayCpuSecPerGB: round((after.relay - before.relay) / (size / 1e9)), agentCpuSecPerGB: round((after.agent - before.agent) / (size / 1e9)) });
-        log(`  throughput run ${r + 1}: chain ${chain[r]} MB/s, warren ${round(mb, 1)} MB/s`);
+        const line = [`chain ${chain[r]} MB/s`];
+        for (const s of setups) {
+          const before = usage(s);
+          const mb = await transfer(s.endpoints.get(apps.sink)!, size, sink);
+          const after = usage(s);
+          all[s.name]!.push({ mbPerSec: round(mb, 1), relayCpuSecPerGB: round((after.relay - before.relay) / (size / 1e9)), agentCpuSecPerGB: round((after.agent - before.agent) / (size / 1e9)) });
+          line.push(`${s.name} ${round(mb, 1)} MB/s`);
+        }
+        log(`  throughput run ${r + 1}: ${line.join(', ')}`);
       }
-      const w = median(warren.map((x) => x.mbPerSec));
       const c = median(chain);
-      result.throughput = {
-        bytes: size,
-        chainMbPerSec: c,
-        warrenMbPerSec: w,
-        ratio: round(w / c, 3),
-        relayCpuSecPerGB: median(warren.map((x) => x.relayCpuSecPerGB)),
-        agentCpuSecPerGB: median(warren.map((x) => x.agentCpuSecPerGB)),
-        runs: { chain, warren },
-      };
+      const throughput: Record<string, unknown> = { bytes: size, chainMbPerSec: c };
+      for (const s of setups) {
+        const w = median(all[s.name]!.map((x) => x.mbPerSec));
+        throughput[s.name] = {
+          mbPerSec: w,
+          ratio: round(w / c, 3),
+          relayCpuSecPerGB: median(all[s.name]!.map((x) => x.relayCpuSecPerGB)),
+          agentCpuSecPerGB: median(all[s.name]!.map((x) => x.agentCpuSecPerGB)),
+        };
+      }
+      throughput.runs = { chain, ...all };
+      result.throughput = throughput;
     }
   } finally {
     hop1.disconnect();
     hop2.disconnect();
-    await setup.agent.stop();
-    await setup.relay.stop();
+    for (const s of setups) {
+      await s.agent.stop();
+      await s.relay.stop();
+    }
     httpApp.closeAllConnections();
     httpApp.close();
     firstApp.close();

@@ -338,9 +338,12 @@ export class MuxStream extends Duplex {
     this.writeCallback = null;
     this.finalCallback = null;
     this.owner.forget(this);
-    const failure = err ?? new StreamResetError('ERR_WARREN_STREAM_CLOSED', 'stream destroyed');
-    pendingWrite?.(failure);
-    pendingFinal?.(failure);
+    if (pendingWrite || pendingFinal) {
+      // Made only when someone waits for it: an error (and its stack) per closed stream adds up.
+      const failure = err ?? new StreamResetError('ERR_WARREN_STREAM_CLOSED', 'stream destroyed');
+      pendingWrite?.(failure);
+      pendingFinal?.(failure);
+    }
     callback(err);
   }
 }

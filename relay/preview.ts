@@ -204,7 +204,9 @@ export class PreviewProxy {
         const status = proxyRes.statusCode ?? 502;
         if (proxyRes.statusMessage) res.writeHead(status, proxyRes.statusMessage, headers);
         else res.writeHead(status, headers);
-        res.flushHeaders();
+        // A body of unknown length (chunked: event streams, long polls) may take its time: the
+        // head goes at once. A body with a length leaves with the head, in one write.
+        if (proxyRes.headers['content-length'] === undefined) res.flushHeaders();
         proxyRes.pipe(res);
       });
       res.once('close', () => {

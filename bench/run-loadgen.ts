@@ -4,19 +4,20 @@
  * ({"progress":N}, then {"done":N,"failed":F,"firstError":...}) and holds the connections open
  * until it is ended (signal, or stdin closing).
  *
- *   {"mode":"agents", ...}   raw agent sessions (the agent's wire protocol, no local dialing), each
+ *   {"mode":"agents", ...}   raw agent sessions over raw TLS (the agent's wire protocol, no local dialing), each
  *                            its own tunnel, spread over the given loopback source addresses
  *   {"mode":"streams", ...}  one agent session and one client session with `count` idle streams
  *   {"mode":"bare", ...}     plain WebSockets over TLS (or TLS sockets) to a bare server
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { connect as tlsConnect } from 'node:tls';
+import { connect as netConnect } from 'node:net';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { WebSocket } from 'ws';
 import { parseIssuerKey } from '../certs/keys.js';
 import { issueToken, type Role } from '../certs/token.js';
 import { WarrenClient } from '../client/client.js';
-import { connectSession, webSocketTransport, WS_MAX_MESSAGE_BYTES, WS_SUBPROTOCOL, type MuxStream, type Session } from '../protocol/index.js';
+import { ALPN_AGENT, connectSession, socketTransport, WS_MAX_MESSAGE_BYTES, type MuxStream, type Session } from '../protocol/index.js';
 
 /** What to open. */
 export type LoadConfig =
@@ -44,9 +45,15 @@ function tokenMaker(issuerKeyFile: string): (role: Role, tunnel: string, ports: 
   };
 }
 
+/** An agent session over raw TLS (ALPN warren.v1.agent), the transport agents choose by default. */
 async function agentSession(relayPort: number, ca: string, token: string, appPort: number, localAddress?: string): Promise<Session> {
-  const ws = await wsOpen(`wss://127.0.0.1:${relayPort}/v1/agent`, [WS_SUBPROTOCOL], ca, localAddress);
-  return connectSession(webSocketTransport(ws, '127.0.0.1'), { token, software: 'warren-bench-loadgen/0.1.0', app: { ports: [{ port: appPort, private: false, tcp: false, allow: [] }] } });
+  const socket = await new Promise<TLSSocket>((resolve, reject) => {
+    const s = tlsConnect({ socket: netConnect({ host: '127.0.0.1', port: relayPort, localAddress }), host: '127.0.0.1', ca, ALPNProtocols: [ALPN_AGENT] });
+    s.once('secureConnect', () => (s.alpnProtocol === ALPN_AGENT ? resolve(s) : reject(new Error('the relay did not select the raw TLS transport'))));
+    s.once('error', reject);
+  });
+  socket.setNoDelay(true);
+  return connectSession(socketTransport(socket), { token, software: 'warren-bench-loadgen/0.1.0', app: { ports: [{ port: appPort, private: false, tcp: false, allow: [] }] } });
 }
 
 /** Runs `count` tasks with at most `concurrency` at once, reporting progress every 1,000. */

@@ -29,8 +29,8 @@ export interface MemoryResult {
   relayPerAgentBytes: { rss: number; heap: number };
   relayPerStreamBytes: { rss: number; heap: number };
   bare: { baselineRss: number; withWssRss: number; withTlsRss: number; perWssBytes: number; perTlsBytes: number };
-  /** Relay RSS per agent above the bare server's RSS per WebSocket over TLS (the same transport). */
-  perAgentAboveBareWssBytes: number;
+  /** Relay RSS per agent above the bare server's RSS per raw TLS connection (the agents' transport: raw TLS by ALPN). */
+  perAgentAboveBareTlsBytes: number;
 }
 
 /** Figures of the scale part. */
@@ -154,7 +154,7 @@ export async function measureMemory(stage: { children: Children; id: TestIdentit
     relayPerAgentBytes: { rss: perAgentRss, heap: round((withAgents.heapUsed - baseline.heapUsed) / n, 0) },
     relayPerStreamBytes: { rss: round((withStreams.rss - withAgents.rss) / settings.memoryStreams, 0), heap: round((withStreams.heapUsed - withAgents.heapUsed) / settings.memoryStreams, 0) },
     bare: { baselineRss: bareBaseline, withWssRss: withWss, withTlsRss: withTls, perWssBytes: perWss, perTlsBytes: round((withTls - withWss) / n, 0) },
-    perAgentAboveBareWssBytes: perAgentRss - perWss,
+    perAgentAboveBareTlsBytes: perAgentRss - round((withTls - withWss) / n, 0),
   };
 }
 

@@ -63,7 +63,7 @@ function targets(r: Results): Target[] {
     add(`preview HTTP ${size}: p99 ≤ 2× direct`, preview?.p99Ms, direct ? 2 * direct.p99Ms : undefined, 'le', (x) => `${fmt(x, 2)} ms = ${ratio(x, direct?.p99Ms)} direct (${fmt(direct?.p99Ms, 2)} ms)`);
   }
   const m = r.memory;
-  add('relay memory per idle agent ≤ 2 KiB above a bare wss connection', m?.perAgentAboveBareWssBytes, 2 * KIB, 'le', (x) => `${kib(m!.relayPerAgentBytes.rss)} per agent − ${kib(m!.bare.perWssBytes)} bare wss = ${kib(x)}`);
+  add('relay memory per idle agent ≤ 2 KiB above a bare TLS connection (agents use raw TLS)', m?.perAgentAboveBareTlsBytes, 2 * KIB, 'le', (x) => `${kib(m!.relayPerAgentBytes.rss)} per agent − ${kib(m!.bare.perTlsBytes)} bare TLS = ${kib(x)}`);
   add('relay memory per idle open stream ≤ 4 KiB', m?.relayPerStreamBytes.rss, 4 * KIB, 'le', (x) => kib(x));
   const sc = r.scale;
   add('20,000 idle agents ≤ 1 GiB relay RSS', sc?.rssAt20kBytes, 1024 * MIB, 'le', (x) => `${fmt(x / MIB)} MiB${sc?.rssAt20kExtrapolated ? ` (extrapolated from ${sc.agents} agents)` : ''}`);
@@ -124,7 +124,7 @@ export function renderMarkdown(r: Results, charts: string[], prefix: string): st
       if (d && p) rows.push([size === '1k' ? '1 KiB' : '1 MiB', d.connections, fmt(d.requestsPerSec), fmt(d.p99Ms, 2), fmt(p.requestsPerSec), fmt(p.p99Ms, 2), `${((100 * p.requestsPerSec) / d.requestsPerSec).toFixed(1)}%`, ratio(p.p99Ms, d.p99Ms), fmt(cpu, 3), d.errors + p.errors]);
     }
     lines.push(table(['body', 'connections', 'direct req/s', 'direct p99 ms', 'preview req/s', 'preview p99 ms', 'preview / direct', 'p99 ratio', 'relay + agent CPU ms/request', 'errors'], rows), '');
-    lines.push('The preview opens one stream, and the agent one connection to the app, per request.', '');
+    lines.push('The preview keeps streams to the app alive per tunnel port (an HTTP keep-alive pool over mux streams); every request is still parsed and checked by the relay.', '');
   }
   if (r.memory) {
     const mem = r.memory;
@@ -135,9 +135,9 @@ export function renderMarkdown(r: Results, charts: string[], prefix: string): st
         [
           [`relay, per idle agent (${mem.agents} agents)`, kib(mem.relayPerAgentBytes.rss), kib(mem.relayPerAgentBytes.heap)],
           [`relay, per idle open stream (${mem.streams} streams)`, kib(mem.relayPerStreamBytes.rss), kib(mem.relayPerStreamBytes.heap)],
-          ['bare server, per idle WebSocket over TLS (same transport)', kib(mem.bare.perWssBytes), '-'],
-          ['bare server, per idle TLS connection', kib(mem.bare.perTlsBytes), '-'],
-          ['relay per agent above bare wss', kib(mem.perAgentAboveBareWssBytes), '-'],
+          ['bare server, per idle WebSocket over TLS', kib(mem.bare.perWssBytes), '-'],
+          ['bare server, per idle TLS connection (the agents\' transport)', kib(mem.bare.perTlsBytes), '-'],
+          ['relay per agent above bare TLS', kib(mem.perAgentAboveBareTlsBytes), '-'],
         ],
       ),
       '',

@@ -11,11 +11,14 @@
  * REPLACED_GRACE_MS): two sandboxes fighting over one tunnel would flap forever.
  */
 import { EventEmitter, once } from 'node:events';
-import { ConnectionError, WarrenError, isRetryable, type ErrorCode, type GoAwayInfo, type MuxStream, type Session, type SessionOptions } from '../protocol/index.js';
+import { ConnectionError, DEFAULT_SESSION_CONFIG, WarrenError, isRetryable, type Rate, type ErrorCode, type GoAwayInfo, type MuxStream, type Session, type SessionOptions } from '../protocol/index.js';
 import { dialRelay, type RelayTransport } from '../common/dial.js';
 import { joinSocket } from '../common/join.js';
 import { Backoff, systemClock, type BackoffOptions, type Clock } from './backoff.js';
 import { dialLoopback } from './local-dial.js';
+
+/** A rate no relay reaches: the agent's session leaves reset budgets to the relay. */
+const UNBUDGETED: Rate = { perSecond: 1e9, burst: 1e9 };
 
 /** Codes that end one session for a wire fault; the agent reconnects after them. */
 const SESSION_FAULTS: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
@@ -143,6 +146,8 @@ export class Agent extends EventEmitter {
   private readonly preferredHost = new Map<number, string>();
   private readonly sessions = new Set<Session>();
   private streamsOpen = 0;
+  /** Connections to local apps being dialed or open, until each socket has closed. */
+  private localConnections = 0;
   private streamsServed = 0;
   private streamsRefused = 0;
 
@@ -264,7 +269,10 @@ export class Agent extends EventEmitter {
           ca: this.options.ca,
           software: this.options.software,
           transport: this.options.transport,
-          session: this.options.session,
+          // The relay forwards the resets and refusals of every user of the tunnel (browsers,
+          // clients) and budgets each user's own session; a budget here would let one user's
+          // rapid resets take the tunnel offline for all. Connections to the apps stay capped.
+          session: { resetRate: UNBUDGETED, ...this.options.session },
           app: { ports: this.options.ports.map((p) => ({ port: p.port, private: p.private, tcp: p.tcp, allow: p.allow })) },
         });
       } catch (err) {
@@ -375,10 +383,21 @@ export class Agent extends EventEmitter {
       stream.reset('ERR_WARREN_DIAL_DENIED', `port ${stream.port} is not exposed by this agent`);
       return;
     }
+    // A stream's slot frees when its RST arrives, its local socket only once closed: counted on
+    // their own, connections to the apps never exceed the stream limit, however fast the relay
+    // opens and resets streams.
+    const cap = this.options.session?.maxStreams ?? DEFAULT_SESSION_CONFIG.maxStreams;
+    if (this.localConnections >= cap) {
+      this.streamsRefused++;
+      stream.reset('ERR_WARREN_STREAM_REFUSED', `this agent has ${this.localConnections} connections to its apps open, the most allowed`);
+      return;
+    }
+    this.localConnections++;
     this.streamsOpen++;
     stream.once('close', () => this.streamsOpen--);
     dialLoopback(stream.port, this.options.localDialTimeoutMs, this.preferredHost.get(stream.port)).then(
       (socket) => {
+        socket.once('close', () => this.localConnections--);
         if (stream.destroyed) {
           // Reset while the dial was completing: the app sees a reset too, as it would have
           // a moment later through joinSocket.
@@ -392,6 +411,7 @@ export class Agent extends EventEmitter {
         joinSocket(socket, stream);
       },
       (err: NodeJS.ErrnoException) => {
+        this.localConnections--;
         this.streamsRefused++;
         stream.reset('ERR_WARREN_APP_UNREACHABLE', `nothing answered on port ${stream.port} (${err.code ?? err.message})`);
       },

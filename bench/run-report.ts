@@ -97,6 +97,7 @@ export function renderMarkdown(r: Results, charts: string[], prefix: string): st
   );
   lines.push('## Targets', '');
   lines.push(table(['target', 'figure', 'result'], targets(r).map((t) => [t.target, t.figure, t.met === null ? 'n/a' : t.met ? 'met' : '**missed**'])), '');
+  lines.push('Why a target is missed, from profiles and heap snapshots, what was changed for it and what was tried and dropped: bench/FINDINGS.md.', '');
   lines.push(`## Bulk throughput, 1 stream (${(r.settings.bulkBytes / MIB).toFixed(0)} MiB upload, median of ${r.settings.runs})`, '', bulkSection(r, '1'), '');
   lines.push(`## Bulk throughput, 64 parallel streams (the same bytes split over 64 connections)`, '', bulkSection(r, '64'), '');
   lines.push('CPU s/GiB counts only the processes of the path (relay, agent, sshd and its per-connection children, ssh, …), not the client or the app; lower is better.', '');

@@ -20,6 +20,11 @@ import type { Transport } from './transport.js';
 import { FrameWriter } from './writer.js';
 import { Keepalive } from './keepalive.js';
 
+/** Frames for a stream this side reset that the peer may send before it learns of the reset. */
+const EXCUSED_FRAMES_PER_RESET = 16;
+/** Most excused frames held at once. */
+const MAX_EXCUSED_FRAMES = 65_536;
+
 /** What the peer said in GOAWAY. */
 export interface GoAwayInfo {
   code: number;
@@ -73,6 +78,8 @@ export class Session extends EventEmitter implements StreamOwner {
   private localGoAway = false;
   private remoteGoAway: GoAwayInfo | null = null;
   private closeError: WarrenError | undefined;
+  /** Frames for closed streams still excused: the peer sent them before it learned of our RST. */
+  private excusedFrames = 0;
   private handshakeTimer: NodeJS.Timeout | null = null;
   private lingerTimer: NodeJS.Timeout | null = null;
   /** Bytes received from the transport. */
@@ -293,7 +300,8 @@ export class Session extends EventEmitter implements StreamOwner {
     if (this.isPeerId(id) ? id > this.lastPeerStreamId : id >= this.nextStreamId) {
       throw new ProtocolError('ERR_WARREN_PROTOCOL', `${what} on stream ${id}, which was never opened`);
     }
-    this.spendIdle(what);
+    if (this.excusedFrames > 0) this.excusedFrames--;
+    else this.spendIdle(what);
   }
 
   private spendIdle(what: string): void {
@@ -432,6 +440,9 @@ export class Session extends EventEmitter implements StreamOwner {
   /** @internal */
   sendRst(stream: MuxStream, code: number, reason: string): void {
     if (this.phase === 'open') this.writer.queue(encodeRst(stream.id, code, reason));
+    // The peer may have frames for this stream in flight, sent before it learns of the reset:
+    // those are excused from the idle budget (up to a few per reset), not counted as a flood.
+    if (!stream.recvFin) this.excusedFrames = Math.min(this.excusedFrames + EXCUSED_FRAMES_PER_RESET, MAX_EXCUSED_FRAMES);
     this.forget(stream);
   }
 

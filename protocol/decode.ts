@@ -65,7 +65,9 @@ export class FrameDecoder {
 
   // Owned by push(): the frame being decoded.
   private state = State.Header;
-  private readonly header = Buffer.allocUnsafe(HEADER_BYTES);
+  // Its own small allocation: a slice of Node's shared 8 KiB pool would keep a whole pool slab
+  // alive for as long as the session lives.
+  private readonly header = Buffer.allocUnsafeSlow(HEADER_BYTES);
   private headerFill = 0;
   private type = 0;
   private streamId = 0;

@@ -445,7 +445,8 @@ export class Relay {
   /** A new agent or client connection (WebSocket, or raw TLS): authenticate in HELLO, then serve. */
   private onSession(role: SessionRole, transport: Transport, remote: string | undefined, kind: 'tls' | 'wss'): void {
     const connId = this.nextConnId++;
-    const log = this.log.child({ connId, remote, peer: role, transport: kind });
+    // Fields of every line about this connection (not a child logger: one lives as long as the session).
+    const who = { connId, remote, peer: role, transport: kind };
     const started = performance.now();
     let agentWelcome: AgentWelcome | undefined;
     let client: ReturnType<typeof acceptClient> | undefined;
@@ -472,7 +473,7 @@ export class Relay {
           session.on('goaway', () => this.preview.releaseRoute(session));
         }
         else serveClientSession(session, client!.claims, this.registry, remote, (tunnel, port, meta) => this.openToAgent('client', tunnel, port, meta));
-        log.info({ event: `${role}_connected`, tunnelId, sessionId: session.id, ports: agentWelcome?.previews.map((p) => p.port) }, `${role} connected`);
+        this.log.info({ ...who, event: `${role}_connected`, tunnelId, sessionId: session.id, ports: agentWelcome?.previews.map((p) => p.port) }, `${role} connected`);
         session.once('close', (err?: WarrenError) => {
           gauge.dec();
           if (role === 'agent') this.preview.releaseRoute(session);
@@ -482,12 +483,12 @@ export class Relay {
             this.closedBytes.out += session.bytesOut - info.countedOut;
           }
           this.sessions.delete(session);
-          log.info({ event: `${role}_disconnected`, tunnelId, code: err?.code }, `${role} disconnected`);
+          this.log.info({ ...who, event: `${role}_disconnected`, tunnelId, code: err?.code }, `${role} disconnected`);
         });
       },
       (err: WarrenError) => {
         this.metrics.handshakeFailed(role, err.code ?? 'ERR_WARREN_INTERNAL');
-        log.info({ event: `${role}_refused`, code: err.code, reason: err.message }, `${role} refused`);
+        this.log.info({ ...who, event: `${role}_refused`, code: err.code, reason: err.message }, `${role} refused`);
       },
     );
   }

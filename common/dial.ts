@@ -8,6 +8,7 @@
  * retrying can help: unreachable relays are retryable, untrusted certificates and refused tokens
  * are not.
  */
+import { isIP } from 'node:net';
 import { connect as tlsConnect, createSecureContext, type SecureContext, type TLSSocket } from 'node:tls';
 import { WebSocket } from 'ws';
 import {
@@ -157,15 +158,16 @@ function dialTls(url: URL, options: DialOptions): Promise<Transport | null> {
   const alpn = alpnFor(options.path);
   return new Promise<Transport | null>((resolve, reject) => {
     const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+    const timeoutMs = options.connectTimeoutMs ?? 10_000;
     const socket: TLSSocket = tlsConnect({
       host,
       port: Number(url.port || 443),
-      servername: isIp(host) ? undefined : host,
+      servername: isIP(host) === 0 ? host : undefined,
       ALPNProtocols: [alpn, 'http/1.1'],
       minVersion: 'TLSv1.3',
       ...(options.ca === undefined ? {} : { secureContext: secureContextFor(options.ca) }),
     });
-    const timer = setTimeout(() => socket.destroy(new ConnectionError('ERR_WARREN_RELAY_UNREACHABLE', `no TLS connection to ${url.host} within ${options.connectTimeoutMs ?? 10_000} ms`)), options.connectTimeoutMs ?? 10_000);
+    const timer = setTimeout(() => socket.destroy(new ConnectionError('ERR_WARREN_RELAY_UNREACHABLE', `no TLS connection to ${url.host} within ${timeoutMs} ms`)), timeoutMs);
     socket.once('error', (err) => {
       clearTimeout(timer);
       reject(classify(err, url));
@@ -173,21 +175,16 @@ function dialTls(url: URL, options: DialOptions): Promise<Transport | null> {
     socket.once('secureConnect', () => {
       clearTimeout(timer);
       socket.removeAllListeners('error');
+      socket.on('error', () => undefined); // the transport reports the close; the session its cause
       if (socket.alpnProtocol !== alpn) {
-        socket.on('error', () => undefined);
         socket.destroy();
         resolve(null);
         return;
       }
       socket.setNoDelay(true);
-      socket.on('error', () => undefined); // the transport reports the close; the session its cause
       resolve(socketTransport(socket));
     });
   });
-}
-
-function isIp(host: string): boolean {
-  return /^[\d.]+$/.test(host) || host.includes(':');
 }
 
 /** A TLS WebSocket with subprotocol `warren.v1` on the endpoint's path. */

@@ -30,6 +30,8 @@ const held = new Set<Socket>();
 let live = 0;
 let peak = 0;
 let accepted = 0;
+/** Waiters for the moment the app holds no connection. */
+const emptied: (() => void)[] = [];
 const app = createServer((socket) => {
   accepted++;
   held.add(socket);
@@ -40,6 +42,7 @@ const app = createServer((socket) => {
     gone = true;
     live--;
     held.delete(socket);
+    if (live === 0) for (const wake of emptied.splice(0)) wake();
   };
   socket.on('end', leave);
   socket.on('error', leave);
@@ -77,8 +80,8 @@ function outcome(stream: MuxStream): Promise<string> {
 }
 
 /** Resolves once no connection to the app is left. */
-async function drained(): Promise<void> {
-  while (live > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+function drained(): Promise<void> {
+  return live === 0 ? Promise.resolve() : new Promise<void>((resolve) => emptied.push(resolve));
 }
 
 // Measured once both agents are up; the first floods warm the relay up as well.

@@ -11,7 +11,7 @@
  * One limit comes from libuv, on every Node TCP peer: a reset that arrives in the same poll as
  * bytes not yet read is reported as a plain end of stream, so it travels on as a FIN.
  */
-import type { Socket } from 'node:net';
+import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 
 /** Called once, when both sides have closed, with the first error either side had. */
@@ -22,9 +22,12 @@ export function joinStreams(a: Duplex, b: Duplex, done?: JoinDone): void {
   let firstError: Error | undefined;
   let open = 2;
   const side = (from: Duplex, to: Duplex): void => {
-    from.on('data', (chunk: Buffer) => {
-      if (!to.destroyed && !to.write(chunk)) from.pause();
-    });
+    if (to instanceof Socket) batchWrites(from, to);
+    else {
+      from.on('data', (chunk: Buffer) => {
+        if (!to.destroyed && !to.write(chunk)) from.pause();
+      });
+    }
     to.on('drain', () => from.resume());
     from.on('end', () => {
       if (!to.destroyed && !to.writableEnded) to.end();
@@ -41,6 +44,44 @@ export function joinStreams(a: Duplex, b: Duplex, done?: JoinDone): void {
   };
   side(a, b);
   side(b, a);
+}
+
+/**
+ * Writes what `from` yields into the socket `to`, one write per event-loop turn: a TLS session
+ * hands its plaintext over in 16 KiB pieces, several per read, and a socket write each would be a
+ * syscall each. The socket is corked at the first piece of a turn and uncorked once the turn's
+ * I/O is done (setImmediate runs right after the poll phase), so the pieces leave in one writev.
+ * Backpressure is checked after the flush, and within a turn once a batch holds 1 MiB. Only bulk
+ * transfers batch: a small
+ * piece with no batch open is written at once.
+ */
+/** A piece this large starts a batch: a TLS session's plaintext comes in pieces of up to 16 KiB. */
+const BATCH_FROM_BYTES = 8 * 1024;
+/** A batch holding this much pauses its source until the socket drains. */
+const BATCH_MAX_BYTES = 1024 * 1024;
+
+function batchWrites(from: Duplex, to: Socket): void {
+  let corked = false;
+  const flush = (): void => {
+    corked = false;
+    to.uncork();
+    if (to.writableNeedDrain) from.pause();
+  };
+  from.on('data', (chunk: Buffer) => {
+    if (to.destroyed) return;
+    if (corked) {
+      // A source that yields more within one turn than a batch should hold waits for the flush.
+      if (!to.write(chunk) && to.writableLength >= BATCH_MAX_BYTES) from.pause();
+    } else if (chunk.length < BATCH_FROM_BYTES) {
+      // Small pieces (requests, keystrokes, pings) go out at once: no timer, no added latency.
+      if (!to.write(chunk)) from.pause();
+    } else {
+      corked = true;
+      to.cork();
+      setImmediate(flush);
+      to.write(chunk);
+    }
+  });
 }
 
 /** Joins a TCP `socket` and `stream`, with a reset of the stream sent on as a TCP reset. */

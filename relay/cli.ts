@@ -76,6 +76,9 @@ export function registerRelayCommand(program: Command): void {
           return 0;
         }
         const logger = createLogger({ level: config.logLevel, base: { role: 'relay' } });
+        // Access lines come one per request: written in batches, as a busy relay's cost would
+        // otherwise be one write per request (bench/FINDINGS.md, "Preview").
+        const accessLogger = createLogger({ level: config.logLevel, base: { role: 'relay' }, batched: true });
         const relay = new Relay({
           listen: config.listen,
           httpListen: config.httpListen,
@@ -96,6 +99,7 @@ export function registerRelayCommand(program: Command): void {
           timeouts: { headersMs: config.headersTimeoutMs, requestMs: config.requestTimeoutMs, idleMs: config.idleTimeoutMs },
           session: { keepaliveIntervalMs: config.keepaliveMs, keepaliveTimeoutMs: config.keepaliveMs, handshakeTimeoutMs: config.headersTimeoutMs, maxStreams: config.maxStreams, maxPendingOpens: Math.min(512, config.maxStreams) },
           logger,
+          accessLogger,
         });
         await relay.start();
         let stopping = false;

@@ -71,6 +71,8 @@ export interface RelayOptions {
   /** Revoked token ids. */
   revokedJtis?: Iterable<string>;
   logger?: Logger;
+  /** Where access lines (one per preview request) go; default `logger`. */
+  accessLogger?: Logger;
   session?: SessionOptions;
   /** Port range for raw TCP endpoints; none when unset. */
   tcpPorts?: { first: number; last: number };
@@ -181,7 +183,7 @@ export class Relay {
     // Access lines are written per request and carry only the fields listed in onRequest(), none of
     // them a secret (no query string, no header but Host): they skip the redaction pass, which
     // costs several times the rest of the line (wildcard paths).
-    this.accessLog = this.log.child({}, { redact: [] });
+    this.accessLog = (options.accessLogger ?? this.log).child({}, { redact: [] });
     this.revoked = new Set(options.revokedJtis ?? []);
     this.policy = {
       keys: options.trustedKeys,

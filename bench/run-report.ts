@@ -5,7 +5,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { renderCharts } from './run-charts.js';
-import type { PathResult, Results } from './run.js';
+import type { HttpCase, PathResult, Results } from './run.js';
 
 const KIB = 1024;
 const MIB = KIB * KIB;
@@ -86,6 +86,49 @@ function bulkSection(r: Results, streams: string): string {
 }
 
 /** The markdown; `charts` are the chart files, linked with `prefix`. */
+/** CPU microseconds per request of one process of an HTTP case. */
+function usPerRequest(c: HttpCase | undefined, role: string): number | undefined {
+  const seconds = c?.cpuSeconds[role];
+  return c && seconds !== undefined && c.result.requests > 0 ? (1e6 * seconds) / c.result.requests : undefined;
+}
+
+/**
+ * The preview table, CPU per request of each process, and the CPU budget that 50% of direct
+ * leaves the relay and the agent on this machine (its cores are shared by wrk, app and path).
+ */
+function httpSection(r: Results): string[] {
+  const http = r.http!;
+  const lines = [`## HTTP through a preview URL (${http.tool}, keep-alive, ${r.settings.httpSeconds} s per case)`, ''];
+  const rows: Row[] = [];
+  const cpuRows: Row[] = [];
+  const budget: string[] = [];
+  for (const size of ['1k', '1m'] as const) {
+    const dc = http.cases.find((c) => c.size === size && c.path === 'direct');
+    const pc = http.cases.find((c) => c.size === size && c.path === 'warren-preview');
+    if (!dc || !pc) continue;
+    const [d, p] = [dc.result, pc.result];
+    const label = size === '1k' ? '1 KiB' : '1 MiB';
+    rows.push([label, d.connections, fmt(d.requestsPerSec), fmt(d.p99Ms, 2), fmt(p.requestsPerSec), fmt(p.p99Ms, 2), `${((100 * p.requestsPerSec) / d.requestsPerSec).toFixed(1)}%`, ratio(p.p99Ms, d.p99Ms), d.errors + p.errors]);
+    const [relay, agent] = [usPerRequest(pc, 'relay'), usPerRequest(pc, 'agent')];
+    cpuRows.push([label, fmt(usPerRequest(dc, 'app')), fmt(usPerRequest(pc, 'app')), fmt(relay), fmt(agent)]);
+    // Every process shares the machine's cores: at half the direct rate, each request may cost
+    // all of them together at most cores / (rate / 2); the load generator and the app take their
+    // share of that first (the load generator's own CPU is not measured, so this is an upper bound).
+    const cores = Number(r.machine.cpus) || 1;
+    const allowed = (2 * 1e6 * cores) / d.requestsPerSec;
+    const app = usPerRequest(pc, 'app') ?? 0;
+    if (relay !== undefined && agent !== undefined) {
+      budget.push(`${label}: at 50% of direct (${fmt(d.requestsPerSec / 2)} req/s) the ${cores} cores allow ${fmt(allowed)} µs of CPU per request for everything; the app uses ${fmt(app)}, leaving at most ${fmt(allowed - app)} µs for wrk, relay and agent together, which used ${fmt(relay + agent)} µs (relay ${fmt(relay)}, agent ${fmt(agent)}).`);
+    }
+  }
+  lines.push(table(['body', 'connections', 'direct req/s', 'direct p99 ms', 'preview req/s', 'preview p99 ms', 'preview / direct', 'p99 ratio', 'errors'], rows), '');
+  lines.push('CPU per request, by process (µs):', '');
+  lines.push(table(['body', 'app, direct', 'app, preview', 'relay', 'agent'], cpuRows), '');
+  if (budget.length > 0) lines.push('The budget that 50% of direct leaves:', '', ...budget.map((b) => `- ${b}`), '');
+  lines.push('The preview keeps streams to the app alive per tunnel port (an HTTP keep-alive pool over mux streams); every request is still parsed and checked by the relay.', '');
+  return lines;
+}
+
 export function renderMarkdown(r: Results, charts: string[], prefix: string): string {
   const m = r.machine as { cpus: number; cpuModel: string; node: string; loadavgStart: number[]; loadavgEnd?: number[]; openssh: string; kernel: string };
   const lines: string[] = [];
@@ -115,18 +158,7 @@ export function renderMarkdown(r: Results, charts: string[], prefix: string): st
   lines.push(`Ping-pong: ${r.settings.pingPongCount} round trips of 1 byte on one open stream. New stream: connect, send one byte, wait for the app's first byte; ${r.settings.newStreamCount} in a row.`, '');
   const skipped = r.paths.filter((p) => p.skipped);
   if (skipped.length > 0) lines.push('Skipped paths:', '', ...skipped.map((p) => `- ${p.label}: ${p.skipped}`), '');
-  if (r.http) {
-    lines.push(`## HTTP through a preview URL (${r.http.tool}, keep-alive, ${r.settings.httpSeconds} s per case)`, '');
-    const rows: Row[] = [];
-    for (const size of ['1k', '1m'] as const) {
-      const d = r.http.cases.find((c) => c.size === size && c.path === 'direct')?.result;
-      const p = r.http.cases.find((c) => c.size === size && c.path === 'warren-preview')?.result;
-      const cpu = r.http.cases.find((c) => c.size === size && c.path === 'warren-preview')?.pathCpuMsPerRequest;
-      if (d && p) rows.push([size === '1k' ? '1 KiB' : '1 MiB', d.connections, fmt(d.requestsPerSec), fmt(d.p99Ms, 2), fmt(p.requestsPerSec), fmt(p.p99Ms, 2), `${((100 * p.requestsPerSec) / d.requestsPerSec).toFixed(1)}%`, ratio(p.p99Ms, d.p99Ms), fmt(cpu, 3), d.errors + p.errors]);
-    }
-    lines.push(table(['body', 'connections', 'direct req/s', 'direct p99 ms', 'preview req/s', 'preview p99 ms', 'preview / direct', 'p99 ratio', 'relay + agent CPU ms/request', 'errors'], rows), '');
-    lines.push('The preview keeps streams to the app alive per tunnel port (an HTTP keep-alive pool over mux streams); every request is still parsed and checked by the relay.', '');
-  }
+  if (r.http) lines.push(...httpSection(r));
   if (r.memory) {
     const mem = r.memory;
     lines.push('## Memory', '');

@@ -1,12 +1,21 @@
 /**
  * The session's send scheduler. Control frames go out in the order queued (OPEN before a stream's
  * DATA, FIN after it); DATA is taken one frame per stream in turn, so one busy stream cannot
- * starve the others. Everything queued in one tick leaves in one transport write (one syscall or
- * one WebSocket message for small frames), and at most `sendBufferBytes` may be in the transport
- * at once: beyond that, writers wait and their streams' write callbacks are held.
+ * starve the others. Frames leave in batches, one transport write each (one syscall or one
+ * WebSocket message for small frames), and at most `sendBufferBytes` may be in the transport at
+ * once: beyond that, writers wait and their streams' write callbacks are held.
+ *
+ * When a batch leaves depends on what is in it. Bulk data (a stream with BULK_BYTES or more to
+ * send) leaves at the end of the current tick, so each socket read on the other side becomes one
+ * write here. Small frames (requests, replies, control frames) wait for the end of the event
+ * loop's I/O phase (setImmediate), so that everything many connections sent in one poll, say a
+ * busy preview's requests, leaves in one write rather than one per connection.
  */
 import type { MuxStream } from './stream.js';
 import type { Transport } from './transport.js';
+
+/** A stream with this much to send makes its batch leave at the end of the tick. */
+const BULK_BYTES = 16 * 1024;
 
 /** A queued control frame; `after` runs once it is in the outgoing batch (marks OPEN/FIN as sent). */
 interface Queued {
@@ -24,7 +33,9 @@ export class FrameWriter {
   // Owned by flush().
   private control: Queued[] = [];
   private ready: MuxStream[] = [];
-  private scheduled = false;
+  /** A flush is due at the end of the tick / after the I/O phase. */
+  private tickScheduled = false;
+  private immediateScheduled = false;
   private inflight = 0;
   private stopped = false;
   /** Total bytes handed to the transport. */
@@ -44,7 +55,7 @@ export class FrameWriter {
   queue(buf: Buffer, after?: () => void): void {
     if (this.stopped) return;
     this.control.push({ buf, after });
-    this.schedule();
+    this.schedule(false);
   }
 
   /** Queues a stream that has data and credit. */
@@ -52,7 +63,7 @@ export class FrameWriter {
     if (this.stopped || stream.queued || !stream.sendable) return;
     stream.queued = true;
     this.ready.push(stream);
-    this.schedule();
+    this.schedule(stream.bufferedSendBytes >= BULK_BYTES);
   }
 
   /** Bytes handed to the transport whose write has not completed. */
@@ -73,14 +84,22 @@ export class FrameWriter {
     this.flush();
   }
 
-  private schedule(): void {
-    if (this.scheduled) return;
-    this.scheduled = true;
-    process.nextTick(() => this.flush());
+  private schedule(bulk: boolean): void {
+    if (this.tickScheduled) return;
+    if (bulk) {
+      this.tickScheduled = true;
+      process.nextTick(() => this.flush());
+    } else if (!this.immediateScheduled) {
+      this.immediateScheduled = true;
+      setImmediate(() => {
+        this.immediateScheduled = false;
+        if (!this.tickScheduled) this.flush();
+      });
+    }
   }
 
   private flush(): void {
-    this.scheduled = false;
+    this.tickScheduled = false;
     if (this.stopped) return;
     const out: Buffer[] = [];
     let bytes = 0;
@@ -116,7 +135,8 @@ export class FrameWriter {
     this.transportWrites++;
     this.transport.write(out, () => {
       this.inflight -= bytes;
-      if (this.ready.length > 0 && !this.stopped) this.schedule();
+      // Streams held back by the send buffer: more of a bulk transfer, at once.
+      if (this.ready.length > 0 && !this.stopped) this.schedule(true);
     });
   }
 }

@@ -1,4 +1,5 @@
 import { once } from 'node:events';
+import { createServer, type AddressInfo } from 'node:net';
 import { Relay, type RelayOptions } from '../../relay/relay.js';
 import { Agent, type AgentEvent, type PortSpec } from '../../agent/agent.js';
 import type { TestIdentity } from './identity.js';
@@ -40,6 +41,29 @@ export async function startAgent(id: TestIdentity, relayUrl: string, tunnel: str
   });
   await connected;
   return agent;
+}
+
+/**
+ * A relay, an echo app (each connection sends back what it reads, half-close kept) and an agent
+ * exposing it, all in this process, torn down with the test `t`. `extraPorts` are also allowed by
+ * the agent's token and exposed (nothing listens there unless the test starts something).
+ */
+export async function startEchoTunnel(
+  t: { teardown(fn: () => unknown): void },
+  id: TestIdentity,
+  tunnel: string,
+  extraPorts: number[] = [],
+): Promise<{ relay: Relay; url: string; port: number; agent: Agent }> {
+  const { relay, url } = await startRelay(id);
+  t.teardown(() => relay.close());
+  const echo = createServer({ allowHalfOpen: true }, (s) => s.pipe(s));
+  echo.listen(0, '127.0.0.1');
+  await once(echo, 'listening');
+  t.teardown(() => echo.close());
+  const port = (echo.address() as AddressInfo).port;
+  const agent = await startAgent(id, url, tunnel, previewPorts([port, ...extraPorts]));
+  t.teardown(() => agent.stop(100));
+  return { relay, url, port, agent };
 }
 
 /** Waits for the next event of `emitter` named `name` (typed helper around events.once). */

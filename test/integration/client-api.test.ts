@@ -2,24 +2,15 @@
 // port inside the sandbox; refusals carry their codes. Relay and agent run in this process over
 // real TLS on loopback.
 import { once } from 'node:events';
-import { createServer, type AddressInfo } from 'node:net';
 import t from 'tap';
 import { connect, WarrenClient } from '../../client/client.js';
 import type { StreamResetError } from '../../protocol/index.js';
 import { makeTestIdentity } from '../helpers/identity.js';
-import { previewPorts, startAgent, startRelay } from '../helpers/inprocess.js';
+import { startEchoTunnel } from '../helpers/inprocess.js';
 
 const id = await makeTestIdentity();
 t.teardown(() => id.remove());
-const { relay, url } = await startRelay(id);
-t.teardown(() => relay.close());
-const echo = createServer({ allowHalfOpen: true }, (s) => s.pipe(s));
-echo.listen(0, '127.0.0.1');
-await once(echo, 'listening');
-t.teardown(() => echo.close());
-const port = (echo.address() as AddressInfo).port;
-const agent = await startAgent(id, url, 'libtest', previewPorts([port, 1]), id.token('agent', 'libtest', [port, 1]));
-t.teardown(() => agent.stop(100));
+const { url, port } = await startEchoTunnel(t, id, 'libtest', [1]);
 
 t.test('connect() resolves to a Duplex that reaches the port in the sandbox', async (t) => {
   const stream = await connect({ relay: url, ca: id.caPem, token: id.token('client', 'libtest', [port]), tunnel: 'libtest', port });

@@ -3,7 +3,7 @@
 // server that offers only HTTP (an older relay, a TLS-terminating front end).
 import { once } from 'node:events';
 import { createServer as createHttpsServer } from 'node:https';
-import { createServer, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import t from 'tap';
 import { WebSocketServer } from 'ws';
@@ -11,19 +11,11 @@ import { WarrenClient } from '../../client/client.js';
 import { dialRelay, type RelayTransport } from '../../common/dial.js';
 import { acceptSession, ALPN_AGENT, ALPN_CONNECT, webSocketTransport, WS_SUBPROTOCOL } from '../../protocol/index.js';
 import { makeTestIdentity } from '../helpers/identity.js';
-import { previewPorts, startAgent, startRelay } from '../helpers/inprocess.js';
+import { startEchoTunnel } from '../helpers/inprocess.js';
 
 const id = await makeTestIdentity();
 t.teardown(() => id.remove());
-const { relay, url } = await startRelay(id);
-t.teardown(() => relay.close());
-const echo = createServer({ allowHalfOpen: true }, (s) => s.pipe(s));
-echo.listen(0, '127.0.0.1');
-await once(echo, 'listening');
-t.teardown(() => echo.close());
-const port = (echo.address() as AddressInfo).port;
-const agent = await startAgent(id, url, 'transports', previewPorts([port]));
-t.teardown(() => agent.stop(100));
+const { relay, url, port } = await startEchoTunnel(t, id, 'transports');
 
 /** The protocol the relay selects when a client offers `offered`. */
 async function negotiated(offered: string[]): Promise<string | false | null> {

@@ -19,7 +19,7 @@
  * Every request is checked (preview-guard.ts) before any stream is opened, then, when an access
  * policy is set, for a viewer's right to a private port (preview-auth.ts).
  */
-import { STATUS_CODES, request as httpRequest, type Agent as HttpAgent, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import { request as httpRequest, type Agent as HttpAgent, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../common/log.js';
 import { silentLogger } from '../common/log.js';
@@ -30,6 +30,7 @@ import { admitRequest, type AdmittedRequest } from './preview-guard.js';
 import { clientAddress, flattenHeaders, requestHeadersForApp, responseHeadersForClient, serializeResponseHead } from './preview-headers.js';
 import { normalizeHostname, type PreviewTarget } from './preview-host.js';
 import { StreamPools } from './preview-pool.js';
+import { pipeUpgraded, sendRawAnswer } from './preview-upgrade.js';
 
 export type { PreviewTarget } from './preview-host.js';
 
@@ -235,7 +236,7 @@ export class PreviewProxy {
       return;
     }
     const context: ErrorContext = { ...admitted.target, retry: false };
-    const forwarded = this.checkAccess(req, admitted, true, (answer) => this.sendRawAnswer(socket, answer));
+    const forwarded = this.checkAccess(req, admitted, true, (answer) => sendRawAnswer(socket, answer));
     if (forwarded === null) return;
     const stream = this.open(admitted, req, (code) => this.sendRawError(req, socket, code, context));
     if (stream === null) return;
@@ -248,7 +249,7 @@ export class PreviewProxy {
     let answered = false;
     proxyReq.on('upgrade', (proxyRes: IncomingMessage, appStream: Duplex, appHead: Buffer) => {
       answered = true;
-      this.pipeUpgraded(socket, appStream, proxyRes, appHead, head);
+      pipeUpgraded(socket, appStream, proxyRes, appHead, head, this.upgradeIdleTimeoutMs, this.log);
     });
     proxyReq.on('response', (proxyRes) => {
       answered = true;
@@ -374,34 +375,6 @@ export class PreviewProxy {
     return admitted.ok && !admitted.secure && this.tlsTerminatedInFront ? { ...admitted, secure: true } : admitted;
   }
 
-  /** Sends the app's 101 to the client, then joins the two byte streams with half-close. */
-  private pipeUpgraded(socket: Duplex, app: Duplex, proxyRes: IncomingMessage, appHead: Buffer, clientHead: Buffer): void {
-    app.on('error', () => socket.destroy());
-    socket.on('error', () => app.destroy());
-    if (socket.destroyed) {
-      app.destroy();
-      return;
-    }
-    socket.write(serializeResponseHead(101, proxyRes.statusMessage || 'Switching Protocols', proxyRes.rawHeaders));
-    if (appHead.length > 0) socket.write(appHead);
-    if (clientHead.length > 0) app.write(clientHead);
-    // An idle upgraded connection holds a socket and a stream: close it after the idle timeout.
-    const idle = this.upgradeIdleTimeoutMs;
-    if (idle > 0 && 'setTimeout' in socket) {
-      (socket as Duplex & { setTimeout(ms: number): void }).setTimeout(idle);
-      socket.once('timeout', () => {
-        this.log.debug({ event: 'upgrade_idle', code: 'ERR_WARREN_TIMEOUT' }, 'idle upgraded connection closed');
-        socket.destroy();
-      });
-    }
-    // A side that ends (FIN) ends the other's writable side only; a side that is destroyed
-    // takes the other with it.
-    app.on('close', () => socket.destroy());
-    socket.on('close', () => app.destroy());
-    app.pipe(socket);
-    socket.pipe(app);
-  }
-
   /** Writes a coded error answer through a ServerResponse. */
   private sendError(req: IncomingMessage, res: ServerResponse, code: ErrorCode, context: ErrorContext): void {
     this.sendAnswer(req, res, renderErrorAnswer(code, req.headers.accept, context));
@@ -424,18 +397,7 @@ export class PreviewProxy {
 
   /** Writes a coded error answer on a raw socket (upgrade requests) and closes it. */
   private sendRawError(req: IncomingMessage, socket: Duplex, code: ErrorCode, context: ErrorContext): void {
-    this.sendRawAnswer(socket, renderErrorAnswer(code, req.headers.accept, context));
-  }
-
-  /** Writes one of the relay's own answers on a raw socket (upgrade requests) and closes it. */
-  private sendRawAnswer(socket: Duplex, answer: ErrorAnswer): void {
-    if (socket.destroyed || !socket.writable) {
-      socket.destroy();
-      return;
-    }
-    const raw = [...flattenHeaders(answer.headers), 'Connection', 'close'];
-    socket.once('finish', () => socket.destroy());
-    socket.end(Buffer.concat([Buffer.from(serializeResponseHead(answer.status, STATUS_CODES[answer.status] ?? 'Error', raw), 'latin1'), answer.body]));
+    sendRawAnswer(socket, renderErrorAnswer(code, req.headers.accept, context));
   }
 }
 

@@ -14,12 +14,18 @@ interface Queued {
   after?: () => void;
 }
 
+/** What the writer asks of its session. */
+export interface WriterOwner {
+  /** Largest DATA payload the peer accepts. */
+  readonly maxSendFrameBytes: number;
+}
+
 /** Batches frames into transport writes. Owned by one Session. */
 export class FrameWriter {
   // Static after construction.
   private readonly transport: Transport;
   private readonly sendBufferBytes: number;
-  private readonly maxFrameBytes: () => number;
+  private readonly owner: WriterOwner;
 
   // Owned by flush().
   private control: Queued[] = [];
@@ -34,10 +40,10 @@ export class FrameWriter {
   /** Calls to transport.write(). */
   transportWrites = 0;
 
-  constructor(transport: Transport, sendBufferBytes: number, maxFrameBytes: () => number) {
+  constructor(transport: Transport, sendBufferBytes: number, owner: WriterOwner) {
     this.transport = transport;
     this.sendBufferBytes = sendBufferBytes;
-    this.maxFrameBytes = maxFrameBytes;
+    this.owner = owner;
   }
 
   /** Queues a control frame; `after` runs when it joins an outgoing batch. */
@@ -84,7 +90,7 @@ export class FrameWriter {
     if (this.stopped) return;
     const out: Buffer[] = [];
     let bytes = 0;
-    const max = this.maxFrameBytes();
+    const max = this.owner.maxSendFrameBytes;
     for (;;) {
       // Control frames first, in order; an OPEN's `after` may make its stream ready.
       while (this.control.length > 0) {

@@ -47,6 +47,17 @@ const CLOSE_LINGER_MS = 1000;
 /** The peer's limits assumed until its HELLO arrives. */
 const LIMITS_BEFORE_HELLO: Readonly<HelloLimits> = Object.freeze({ maxFrameBytes: 16 * 1024, initialWindowBytes: 64 * 1024, maxMetadataBytes: 0 });
 
+/** The peer limits a session took last. */
+let lastPeerLimits = LIMITS_BEFORE_HELLO;
+
+/** `limits`, as the object a session took last when equal: the peers of a relay nearly all announce the same limits. */
+function sharedLimits(limits: HelloLimits): Readonly<HelloLimits> {
+  const last = lastPeerLimits;
+  if (limits.maxFrameBytes === last.maxFrameBytes && limits.initialWindowBytes === last.initialWindowBytes && limits.maxMetadataBytes === last.maxMetadataBytes) return last;
+  lastPeerLimits = Object.freeze({ maxFrameBytes: limits.maxFrameBytes, initialWindowBytes: limits.initialWindowBytes, maxMetadataBytes: limits.maxMetadataBytes });
+  return lastPeerLimits;
+}
+
 /**
  * What the transport reports, passed on to its session: one small object rather than two
  * closures (an idle relay holds one per session).
@@ -228,11 +239,11 @@ export class Session extends EventEmitter implements StreamOwner, FrameSink, Kee
       const hello = parseClientHello(payload);
       // Not kept: it holds the token, and the authenticator takes from it what it needs.
       this.helloReceived = true;
-      this.peerLimits = hello.limits;
+      this.peerLimits = sharedLimits(hello.limits);
       this.emit('hello', hello);
     } else {
       this.serverHello = parseServerHello(payload);
-      this.peerLimits = this.serverHello.limits;
+      this.peerLimits = sharedLimits(this.serverHello.limits);
       this.id = this.serverHello.sessionId;
       this.startOpenPhase();
     }

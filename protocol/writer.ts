@@ -27,9 +27,10 @@ export class FrameWriter {
   private readonly sendBufferBytes: number;
   private readonly owner: WriterOwner;
 
-  // Owned by flush().
-  private control: Queued[] = [];
-  private ready: MuxStream[] = [];
+  // Owned by flush(). The queues are made when something is queued and dropped once flush()
+  // empties them: an idle session keeps none (an emptied array keeps its backing store).
+  private control: Queued[] | null = null;
+  private ready: MuxStream[] | null = null;
   private scheduled = false;
   private inflight = 0;
   private stopped = false;
@@ -49,7 +50,7 @@ export class FrameWriter {
   /** Queues a control frame; `after` runs when it joins an outgoing batch. */
   queue(buf: Buffer, after?: () => void): void {
     if (this.stopped) return;
-    this.control.push({ buf, after });
+    (this.control ??= []).push({ buf, after });
     this.schedule();
   }
 
@@ -57,7 +58,7 @@ export class FrameWriter {
   markReady(stream: MuxStream): void {
     if (this.stopped || stream.queued || !stream.sendable) return;
     stream.queued = true;
-    this.ready.push(stream);
+    (this.ready ??= []).push(stream);
     this.schedule();
   }
 
@@ -69,9 +70,9 @@ export class FrameWriter {
   /** Stops sending: queued frames are dropped (the session is closing). */
   stop(): void {
     this.stopped = true;
-    this.control = [];
-    for (const s of this.ready) s.queued = false;
-    this.ready = [];
+    this.control = null;
+    if (this.ready) for (const s of this.ready) s.queued = false;
+    this.ready = null;
   }
 
   /** Writes what is queued right now, ahead of the next tick (used for the last GOAWAY). */
@@ -93,14 +94,13 @@ export class FrameWriter {
     const max = this.owner.maxSendFrameBytes;
     for (;;) {
       // Control frames first, in order; an OPEN's `after` may make its stream ready.
-      while (this.control.length > 0) {
-        const q = this.control.shift()!;
+      for (let q = this.control?.shift(); q; q = this.control?.shift()) {
         out.push(q.buf);
         bytes += q.buf.length;
         q.after?.();
       }
       if (this.inflight + bytes >= this.sendBufferBytes) break;
-      const stream = this.ready.shift();
+      const stream = this.ready?.shift();
       if (!stream) break;
       stream.queued = false;
       const frame = stream.takeFrame(max);
@@ -113,16 +113,18 @@ export class FrameWriter {
       // may already have put it there: completing its write lets the application write more.
       if (stream.sendable && !stream.queued) {
         stream.queued = true;
-        this.ready.push(stream);
+        (this.ready ??= []).push(stream);
       }
     }
+    if (this.control?.length === 0) this.control = null;
+    if (this.ready?.length === 0) this.ready = null;
     if (out.length === 0) return;
     this.inflight += bytes;
     this.bytesOut += bytes;
     this.transportWrites++;
     this.transport.write(out, () => {
       this.inflight -= bytes;
-      if (this.ready.length > 0 && !this.stopped) this.schedule();
+      if ((this.ready?.length ?? 0) > 0 && !this.stopped) this.schedule();
     });
   }
 }

@@ -5,6 +5,7 @@
  * will put a shared directory (NATS) behind the same interface.
  */
 import { WarrenError, type MuxStream, type Session } from '../protocol/index.js';
+import { emitterListener } from '../common/listener.js';
 
 /** How one port of a tunnel is exposed. */
 export interface ExposedPort {
@@ -27,17 +28,6 @@ export interface TunnelEntry {
   readonly remoteAddress: string | undefined;
 }
 
-/**
- * A listener that hands the emitting session (the listener's `this`) to `handler`. One such
- * listener serves every session, where an arrow function per session would keep a closure and its
- * context for the session's life.
- */
-export function withSession<A extends unknown[]>(handler: (session: Session, ...args: A) => void): (this: Session, ...args: A) => void {
-  return function (this: Session, ...args: A): void {
-    handler(this, ...args);
-  };
-}
-
 /** Tunnel id → entry, with replacement and lookup for stream routing. */
 export class TunnelRegistry {
   private readonly tunnels = new Map<string, TunnelEntry>();
@@ -46,7 +36,7 @@ export class TunnelRegistry {
   /** Told when an entry is replaced by another agent's, after that one is registered. */
   onReplaced: ((previous: TunnelEntry) => void) | undefined;
   /** The 'close' listener of every registered session: one function, not a closure per session. */
-  private readonly onSessionClose = withSession((session) => this.sessionClosed(session));
+  private readonly onSessionClose = emitterListener((session: Session) => this.sessionClosed(session));
 
   /**
    * Registers `entry`, replacing (and sending GOAWAY to) any session that held the tunnel. A

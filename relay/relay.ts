@@ -32,7 +32,7 @@ import {
 import { formatHostPort, type HostPort } from '../common/parse.js';
 import { silentLogger, type Logger } from '../common/log.js';
 import type { TrustedKeys } from '../certs/keys.js';
-import { TunnelRegistry, withSession } from './registry.js';
+import { TunnelRegistry } from './registry.js';
 import { acceptAgent, type AgentEndpointContext, type AgentWelcome, type TokenPolicy } from './agents.js';
 import { acceptClient, serveClientSession } from './clients.js';
 import { TcpEndpoints } from './tcp-endpoints.js';
@@ -46,6 +46,7 @@ import { AdminServer, type AdminBackend } from './admin.js';
 import { PreviewAccessControl } from './preview-auth.js';
 import { ViewerSessions } from './viewer-session.js';
 import { JWKS_PATH, ViewerTokenSigner } from './viewer-token.js';
+import { emitterListener } from '../common/listener.js';
 
 /** Relay settings (validated by relay/config.ts for the CLI). */
 export interface RelayOptions {
@@ -177,8 +178,13 @@ export class Relay {
   // Listeners every session shares (the session is their `this`): closures made per session would
   // cost an idle relay a few hundred bytes per agent, for as long as the agent stays.
   private readonly onSessionRtt = (ms: number): void => this.metrics.keepaliveRttSeconds.observe(ms / 1000);
-  private readonly onAgentGoAway = withSession((session) => this.preview.releaseRoute(session));
-  private readonly onSessionClose = withSession((session, err?: WarrenError) => this.sessionClosed(session, err));
+  private readonly onAgentGoAway = emitterListener((session: Session) => this.preview.releaseRoute(session));
+  private readonly onSessionClose = emitterListener((session: Session, err?: WarrenError) => this.sessionClosed(session, err));
+  private readonly streamListeners: Record<StreamKind, StreamListeners> = {
+    preview: this.streamListenersFor('preview'),
+    client: this.streamListenersFor('client'),
+    tcp: this.streamListenersFor('tcp'),
+  };
   /** What acceptAgent() needs, made once. */
   private readonly agentContext: AgentEndpointContext;
 
@@ -367,18 +373,26 @@ export class Relay {
       throw err;
     }
     const started = performance.now();
-    let answered = false;
     this.metrics.streamsOpened.inc({ kind });
     this.metrics.streamsOpen.inc({ kind });
-    stream.once('firstByte', () => {
-      answered = true;
-      this.metrics.streamOpenSeconds.observe({ kind }, (performance.now() - started) / 1000);
-    });
-    stream.once('error', (err: WarrenError) => {
-      if (!answered) this.metrics.refused(kind, err.code ?? 'ERR_WARREN_INTERNAL');
-    });
-    stream.once('close', () => this.metrics.streamsOpen.dec({ kind }));
+    // Gone once the agent answers: an idle open stream keeps only the shared listeners below.
+    stream.once('firstByte', () => this.metrics.streamOpenSeconds.observe({ kind }, (performance.now() - started) / 1000));
+    const listeners = this.streamListeners[kind];
+    // 'error' and 'close' come once each: on(), as once() would wrap each listener per stream.
+    stream.on('error', listeners.error);
+    stream.on('close', listeners.close);
     return stream;
+  }
+
+  /** Metrics listeners of the streams of one kind, shared by all of them (the stream is their `this`). */
+  private streamListenersFor(kind: StreamKind): StreamListeners {
+    return {
+      // Refused when the agent failed the stream before its first byte ('firstByte' comes with it).
+      error: emitterListener((stream: MuxStream, err: WarrenError) => {
+        if (stream.received === 0) this.metrics.refused(kind, err.code ?? 'ERR_WARREN_INTERNAL');
+      }),
+      close: () => this.metrics.streamsOpen.dec({ kind }),
+    };
   }
 
   /**
@@ -604,6 +618,12 @@ const ALPN_IDS = [ALPN_AGENT, ALPN_CONNECT, 'http/1.1'];
 /** The first of the relay's ids that the client offered; none is a no_application_protocol alert, as RFC 7301 asks. */
 function selectAlpn({ protocols }: { protocols: string[] }): string | undefined {
   return ALPN_IDS.find((id) => protocols.includes(id));
+}
+
+/** Listeners the relay puts on each stream it opens to an agent. */
+interface StreamListeners {
+  error: (this: MuxStream, err: WarrenError) => void;
+  close: () => void;
 }
 
 /** What the relay keeps about an authenticated session. */

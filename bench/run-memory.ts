@@ -1,8 +1,9 @@
 /**
  * The memory and scale parts of the whole-system bench.
  *
- * Memory: a fresh relay process; its RSS (and V8 heap, from its /metrics) before and after 1,000
- * idle agent sessions, then after 1,000 idle open streams (client → relay → agent); beside it,
+ * Memory: a fresh relay process, warmed up with 1,000 idle agent sessions; its RSS (and V8 heap,
+ * from its /metrics) before and after 1,000 more, then after 1,000 idle open streams (client →
+ * relay → agent); beside it,
  * a bare server's RSS per idle WebSocket-over-TLS and per idle TLS connection, from the same
  * load generator, in the same run.
  *
@@ -116,8 +117,15 @@ export async function measureMemory(stage: { children: Children; id: TestIdentit
   const n = settings.memoryAgents;
   const relay = await startRelay(stage);
   const appPort = 9; // Never dialed: idle agents and streams carry no bytes.
+  const agentLoad = (tunnelPrefix: string): LoadConfig => ({ mode: 'agents', relayPort: relay.port, caFile: id.caFile, issuerKeyFile: id.issuerKeyFile, tunnelPrefix, first: 0, count: n, localAddresses: ['127.0.0.1'], concurrency: 32, appPort });
+  // Warm-up: the first thousand sessions of a fresh process also pay for one-off growth (V8's
+  // young generation grows to full size, code is compiled, malloc takes arenas): tens of MiB that
+  // would count as 10-20 KiB per agent. The bare server's TLS figure below is taken warm too
+  // (after its WebSocket connections), so both are what one more connection costs.
+  const warm = await loadgen(children, agentLoad('memwarm'), 120_000);
+  if (warm.failed > 0) throw new Error(`${warm.failed} of ${n} warm-up agents failed: ${warm.firstError}`);
   const baseline = await snapshot(relay, settle);
-  const agents = await loadgen(children, { mode: 'agents', relayPort: relay.port, caFile: id.caFile, issuerKeyFile: id.issuerKeyFile, tunnelPrefix: 'mem', first: 0, count: n, localAddresses: ['127.0.0.1'], concurrency: 32, appPort }, 120_000);
+  const agents = await loadgen(children, agentLoad('mem'), 120_000);
   if (agents.failed > 0) throw new Error(`${agents.failed} of ${n} agents failed: ${agents.firstError}`);
   const withAgents = await snapshot(relay, settle);
   log(`memory: ${n} idle agents: relay RSS +${((withAgents.rss - baseline.rss) / n / 1024).toFixed(1)} KiB each`);
@@ -127,6 +135,7 @@ export async function measureMemory(stage: { children: Children; id: TestIdentit
   log(`memory: ${settings.memoryStreams} idle streams: relay RSS +${((withStreams.rss - withAgents.rss) / settings.memoryStreams / 1024).toFixed(1)} KiB each`);
   await children.stop(streams.proc);
   await children.stop(agents.proc);
+  await children.stop(warm.proc);
   await children.stop(relay.proc);
 
   const bare = startScript(children, 'run-bare.js', [id.certFile, id.keyFile]);

@@ -78,8 +78,31 @@ function rate(name: string, value: Rate): void {
   if (!(value.perSecond > 0) || !(value.burst >= 1)) throw new InvalidArgumentError(`${name} needs perSecond > 0 and burst >= 1`);
 }
 
-/** Spreads options over the defaults and checks every value; throws InvalidArgumentError naming the option. */
-export function verifySessionConfig(options: SessionOptions = {}): SessionConfig {
+function sameRate(a: Rate, b: Rate): boolean {
+  return a.perSecond === b.perSecond && a.burst === b.burst;
+}
+
+function sameConfig(a: SessionConfig, b: SessionConfig): boolean {
+  const keys = Object.keys(a) as (keyof SessionConfig)[];
+  if (keys.length !== Object.keys(b).length) return false;
+  for (const key of keys) {
+    const x = a[key];
+    const y = b[key];
+    if (x === y) continue;
+    if (typeof x !== 'object' || typeof y !== 'object' || !sameRate(x, y)) return false;
+  }
+  return true;
+}
+
+/** The configuration verified last, returned again for equal options. */
+let lastVerified: Readonly<SessionConfig> = DEFAULT_SESSION_CONFIG;
+
+/**
+ * Spreads options over the defaults and checks every value; throws InvalidArgumentError naming the
+ * option. The result is frozen, and equal options give the same object: the sessions of a process
+ * nearly always share one configuration, and an idle relay holds thousands of sessions.
+ */
+export function verifySessionConfig(options: SessionOptions = {}): Readonly<SessionConfig> {
   const c: SessionConfig = { ...DEFAULT_SESSION_CONFIG, ...options };
   integerIn('maxFrameBytes', c.maxFrameBytes, 16 * 1024, MAX_FRAME_BYTES_LIMIT);
   integerIn('initialWindowBytes', c.initialWindowBytes, 64 * 1024, MAX_WINDOW_BYTES_LIMIT);
@@ -96,7 +119,9 @@ export function verifySessionConfig(options: SessionOptions = {}): SessionConfig
   rate('idleFrameRate', c.idleFrameRate);
   rate('resetRate', c.resetRate);
   if (typeof c.now !== 'function') throw new InvalidArgumentError('now must be a function returning milliseconds');
-  return c;
+  if (sameConfig(c, lastVerified)) return lastVerified;
+  lastVerified = Object.freeze(c);
+  return lastVerified;
 }
 
 /** A token bucket on an injectable clock: take() is false once the rate is exceeded. */

@@ -65,9 +65,10 @@ export class FrameDecoder {
 
   // Owned by push(): the frame being decoded.
   private state = State.Header;
-  // Its own small allocation: a slice of Node's shared 8 KiB pool would keep a whole pool slab
-  // alive for as long as the session lives.
-  private readonly header = Buffer.allocUnsafeSlow(HEADER_BYTES);
+  // A header split across chunks is gathered here. Made by the first split header (idle sessions
+  // rarely see one; a Buffer with its ArrayBuffer costs ~250 bytes), and its own small allocation:
+  // a slice of Node's shared 8 KiB pool would keep a whole pool slab alive for the session's life.
+  private header: Buffer | null = null;
   private headerFill = 0;
   private type = 0;
   private streamId = 0;
@@ -109,12 +110,13 @@ export class FrameDecoder {
             offset += HEADER_BYTES;
           } else {
             const n = Math.min(HEADER_BYTES - this.headerFill, end - offset);
-            chunk.copy(this.header, this.headerFill, offset, offset + n);
+            const header = (this.header ??= Buffer.allocUnsafeSlow(HEADER_BYTES));
+            chunk.copy(header, this.headerFill, offset, offset + n);
             this.headerFill += n;
             offset += n;
             if (this.headerFill < HEADER_BYTES) return;
             this.headerFill = 0;
-            this.startFrame(this.header, 0);
+            this.startFrame(header, 0);
           }
           break;
         }

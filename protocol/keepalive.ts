@@ -6,53 +6,73 @@
  */
 import { ConnectionError, type WarrenError } from './errors.js';
 import type { SessionConfig } from './config.js';
+import { Ticker, type TickerEntry } from './ticker.js';
 
 /** What keepalive asks of its session. */
-export interface KeepaliveHooks {
-  sendPing(payload: Buffer): void;
-  onRtt(ms: number): void;
-  onDead(): void;
+export interface KeepaliveOwner {
+  queuePing(payload: Buffer): void;
+  onKeepaliveRtt(ms: number): void;
+  onKeepaliveDead(): void;
 }
 
+/** A ping() call waiting for its PONG. */
 interface OutstandingPing {
   sentAt: number;
-  resolve?: (ms: number) => void;
-  reject?: (err: WarrenError) => void;
-  timer?: NodeJS.Timeout;
+  resolve: (ms: number) => void;
+  reject: (err: WarrenError) => void;
+  timer: NodeJS.Timeout;
 }
 
 /** Most PINGs of our own waiting for a PONG at once (keepalive plus ping() calls). */
 const MAX_OUTSTANDING_PINGS = 16;
 
+/** One ticker per keepalive interval: every session of a process with that interval shares its timer. */
+const tickers = new Map<number, Ticker>();
+
+function tickerFor(periodMs: number): Ticker {
+  let ticker = tickers.get(periodMs);
+  if (!ticker) tickers.set(periodMs, (ticker = new Ticker(periodMs)));
+  return ticker;
+}
+
 /** Sends PINGs, matches PONGs, and watches for silence. Owned by one Session. */
-export class Keepalive {
+export class Keepalive implements TickerEntry {
   private readonly config: SessionConfig;
-  private readonly hooks: KeepaliveHooks;
-  private timer: NodeJS.Timeout | null = null;
-  private readonly outstanding = new Map<bigint, OutstandingPing>();
-  private nextId = 1n;
-  private keepalivePing: bigint | null = null;
+  private readonly owner: KeepaliveOwner;
+  /** Set while started. */
+  private ticker: Ticker | null = null;
+  /** Id of the next PING; PING payloads are this number as a u64. */
+  private nextId = 1;
+  /** The keepalive PING waiting for its PONG (0: none), and when it left. */
+  private keepalivePing = 0;
+  private keepaliveSentAt = 0;
+  /** ping() calls waiting for their PONG, by PING id; made on the first call. */
+  private outstanding: Map<number, OutstandingPing> | null = null;
   private lastReceivedAt: number;
   /** Smoothed round-trip time in ms; undefined until the first PONG. */
   srttMs: number | undefined;
+  // TickerEntry, owned by the ticker.
+  tickerPrev: TickerEntry | null = null;
+  tickerNext: TickerEntry | null = null;
+  tickerDueAt = 0;
 
-  constructor(config: SessionConfig, hooks: KeepaliveHooks) {
+  constructor(config: SessionConfig, owner: KeepaliveOwner) {
     this.config = config;
-    this.hooks = hooks;
+    this.owner = owner;
     this.lastReceivedAt = config.now();
   }
 
   /** Starts the interval and sends a first PING at once, so the RTT is known early. */
   start(): void {
-    if (this.config.keepaliveIntervalMs === 0 || this.timer) return;
-    this.timer = setInterval(() => this.tick(), this.config.keepaliveIntervalMs);
-    this.timer.unref();
-    this.keepalivePing = this.send();
+    if (this.config.keepaliveIntervalMs === 0 || this.ticker) return;
+    this.ticker = tickerFor(this.config.keepaliveIntervalMs);
+    this.ticker.add(this);
+    this.sendKeepalive();
   }
 
   stop(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
+    this.ticker?.remove(this);
+    this.ticker = null;
   }
 
   /** Anything arrived from the peer. */
@@ -60,63 +80,87 @@ export class Keepalive {
     this.lastReceivedAt = this.config.now();
   }
 
-  private tick(): void {
+  /** @internal TickerEntry: once per interval. */
+  tick(): void {
     const now = this.config.now();
-    if (this.keepalivePing !== null) {
+    if (this.keepalivePing !== 0) {
       if (now - this.lastReceivedAt >= this.config.keepaliveTimeoutMs) {
         this.stop();
-        this.hooks.onDead();
+        this.owner.onKeepaliveDead();
       }
       return;
     }
-    this.keepalivePing = this.send();
+    this.sendKeepalive();
   }
 
-  private send(extra?: Omit<OutstandingPing, 'sentAt'>): bigint | null {
-    if (this.outstanding.size >= MAX_OUTSTANDING_PINGS) return null;
+  private get outstandingCount(): number {
+    return (this.outstanding?.size ?? 0) + (this.keepalivePing !== 0 ? 1 : 0);
+  }
+
+  /** Sends a PING; its id, or 0 when too many are outstanding. */
+  private send(): number {
+    if (this.outstandingCount >= MAX_OUTSTANDING_PINGS) return 0;
     const id = this.nextId++;
     const payload = Buffer.allocUnsafe(8);
-    payload.writeBigUInt64BE(id);
-    this.outstanding.set(id, { sentAt: this.config.now(), ...extra });
-    this.hooks.sendPing(payload);
+    payload.writeUInt32BE(Math.floor(id / 0x1_0000_0000), 0);
+    payload.writeUInt32BE(id >>> 0, 4);
+    this.owner.queuePing(payload);
     return id;
+  }
+
+  private sendKeepalive(): void {
+    this.keepaliveSentAt = this.config.now();
+    this.keepalivePing = this.send();
   }
 
   /** Sends a PING and resolves with its RTT in ms. */
   ping(timeoutMs: number): Promise<number> {
     return new Promise((resolve, reject) => {
+      const sentAt = this.config.now();
+      const id = this.send();
+      if (id === 0) {
+        reject(new ConnectionError('ERR_WARREN_FLOOD', `more than ${MAX_OUTSTANDING_PINGS} pings outstanding`));
+        return;
+      }
       const timer = setTimeout(() => {
-        for (const [id, p] of this.outstanding) if (p.timer === timer) this.outstanding.delete(id);
+        this.outstanding?.delete(id);
         reject(new ConnectionError('ERR_WARREN_KEEPALIVE_TIMEOUT', `no PONG within ${timeoutMs} ms`));
       }, timeoutMs);
       timer.unref();
-      if (this.send({ resolve, reject, timer }) === null) {
-        clearTimeout(timer);
-        reject(new ConnectionError('ERR_WARREN_FLOOD', `more than ${MAX_OUTSTANDING_PINGS} pings outstanding`));
-      }
+      (this.outstanding ??= new Map()).set(id, { sentAt, resolve, reject, timer });
     });
   }
 
   /** A PONG arrived; false when it answers no PING of ours. */
   pong(payload: Buffer): boolean {
-    const id = payload.readBigUInt64BE(0);
-    const p = this.outstanding.get(id);
-    if (!p) return false;
-    this.outstanding.delete(id);
-    if (id === this.keepalivePing) this.keepalivePing = null;
-    const rtt = this.config.now() - p.sentAt;
+    const id = payload.readUInt32BE(0) * 0x1_0000_0000 + payload.readUInt32BE(4);
+    let sentAt: number;
+    let p: OutstandingPing | undefined;
+    if (id !== 0 && id === this.keepalivePing) {
+      sentAt = this.keepaliveSentAt;
+      this.keepalivePing = 0;
+    } else {
+      p = this.outstanding?.get(id);
+      if (!p) return false;
+      this.outstanding!.delete(id);
+      sentAt = p.sentAt;
+    }
+    const rtt = this.config.now() - sentAt;
     this.srttMs = this.srttMs === undefined ? rtt : this.srttMs + (rtt - this.srttMs) / 8;
-    this.hooks.onRtt(rtt);
-    if (p.timer) clearTimeout(p.timer);
-    p.resolve?.(rtt);
+    this.owner.onKeepaliveRtt(rtt);
+    if (p) {
+      clearTimeout(p.timer);
+      p.resolve(rtt);
+    }
     return true;
   }
 
   /** Rejects every ping() still waiting (the session closed). */
   failPings(err: WarrenError): void {
+    if (!this.outstanding) return;
     for (const p of this.outstanding.values()) {
-      if (p.timer) clearTimeout(p.timer);
-      p.reject?.(err);
+      clearTimeout(p.timer);
+      p.reject(err);
     }
     this.outstanding.clear();
   }

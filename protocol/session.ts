@@ -11,14 +11,14 @@ import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { ERRORS, ConnectionError, ProtocolError, StreamResetError, WarrenError, errorFromWire, type ErrorCode } from './errors.js';
 import { verifySessionConfig, TokenBucket, type SessionConfig, type SessionOptions } from './config.js';
-import { FrameDecoder } from './decode.js';
+import { FrameDecoder, type FrameSink } from './decode.js';
 import { encodeGoAway, encodeHello, encodeMetadata, encodeOpen, encodePing, encodeRst, encodeWindow, encodeFin } from './encode.js';
 import { FrameType, MAX_STREAM_ID, MAX_WINDOW_BYTES_LIMIT, PROTOCOL_VERSION, type ControlFrame } from './frame.js';
 import { parseClientHello, parseServerHello, type ClientHello, type HelloLimits, type ServerHello } from './handshake.js';
 import { MuxStream, type StreamOwner } from './stream.js';
-import type { Transport } from './transport.js';
+import type { Transport, TransportHandlers } from './transport.js';
 import { FrameWriter } from './writer.js';
-import { Keepalive } from './keepalive.js';
+import { Keepalive, type KeepaliveOwner } from './keepalive.js';
 
 /** Frames for a stream this side reset that the peer may send before it learns of the reset. */
 const EXCUSED_FRAMES_PER_RESET = 16;
@@ -44,9 +44,44 @@ const MIN_TUNING_RTT_MS = 2;
 const INITIAL_RTT_MS = 50;
 /** How long a failed session waits for its GOAWAY to leave before dropping the transport. */
 const CLOSE_LINGER_MS = 1000;
+/** The peer's limits assumed until its HELLO arrives. */
+const LIMITS_BEFORE_HELLO: Readonly<HelloLimits> = Object.freeze({ maxFrameBytes: 16 * 1024, initialWindowBytes: 64 * 1024, maxMetadataBytes: 0 });
 
-/** A multiplexed session. */
-export class Session extends EventEmitter implements StreamOwner {
+/** The peer limits a session took last. */
+let lastPeerLimits = LIMITS_BEFORE_HELLO;
+
+/** `limits`, as the object a session took last when equal: the peers of a relay nearly all announce the same limits. */
+function sharedLimits(limits: HelloLimits): Readonly<HelloLimits> {
+  const last = lastPeerLimits;
+  if (limits.maxFrameBytes === last.maxFrameBytes && limits.initialWindowBytes === last.initialWindowBytes && limits.maxMetadataBytes === last.maxMetadataBytes) return last;
+  lastPeerLimits = Object.freeze({ maxFrameBytes: limits.maxFrameBytes, initialWindowBytes: limits.initialWindowBytes, maxMetadataBytes: limits.maxMetadataBytes });
+  return lastPeerLimits;
+}
+
+/**
+ * What the transport reports, passed on to its session: one small object rather than two
+ * closures (an idle relay holds one per session).
+ */
+class TransportLink implements TransportHandlers {
+  constructor(private readonly session: Session) {}
+
+  data(chunk: Buffer): void {
+    this.session.onTransportData(chunk);
+  }
+
+  close(err?: Error): void {
+    this.session.onTransportClose(err);
+  }
+}
+
+/**
+ * A multiplexed session.
+ *
+ * An idle relay holds one per agent, so a session is built to be small while idle: it is itself
+ * the sink of its decoder, the owner of its keepalive and writer (prototype methods, no per-session
+ * closures), and its stream map and token buckets are made on first use.
+ */
+export class Session extends EventEmitter implements StreamOwner, FrameSink, KeepaliveOwner {
   // Static after construction.
   readonly role: 'dialer' | 'acceptor';
   readonly config: SessionConfig;
@@ -54,23 +89,26 @@ export class Session extends EventEmitter implements StreamOwner {
   private readonly writer: FrameWriter;
   private readonly decoder: FrameDecoder;
   private readonly keepalive: Keepalive;
-  private readonly pingBucket: TokenBucket;
-  private readonly idleBucket: TokenBucket;
-  private readonly resetBucket: TokenBucket;
 
   // Set by the handshake.
   /** Session id chosen by the acceptor. */
   id = '';
   /** The peer's announced receive limits. */
-  peerLimits: HelloLimits = { maxFrameBytes: 16 * 1024, initialWindowBytes: 64 * 1024, maxMetadataBytes: 0 };
-  /** The dialer's HELLO (on the acceptor side), its token blanked once the handshake has read it. */
-  clientHello: ClientHello | null = null;
+  peerLimits: Readonly<HelloLimits> = LIMITS_BEFORE_HELLO;
   /** The acceptor's HELLO (on the dialer side). */
   serverHello: ServerHello | null = null;
 
   // Owned by the event loop (no locks in Node, but one owner each).
   private phase: Phase = 'handshake';
-  private readonly streams = new Map<number, MuxStream>();
+  /** The acceptor has read the dialer's HELLO (which goes to the 'hello' listener, not kept). */
+  private helloReceived = false;
+  /** Open streams by id; made with the first stream. */
+  private streams: Map<number, MuxStream> | null = null;
+  // Token buckets, made when first spent: a bucket made then starts full, exactly as one made
+  // with the session would be by that time (a full bucket stays full).
+  private pingBucket: TokenBucket | null = null;
+  private idleBucket: TokenBucket | null = null;
+  private resetBucket: TokenBucket | null = null;
   private nextStreamId: number;
   private lastPeerStreamId = 0;
   private pendingCount = 0;
@@ -94,40 +132,15 @@ export class Session extends EventEmitter implements StreamOwner {
     this.config = verifySessionConfig(options);
     this.transport = transport;
     this.nextStreamId = role === 'dialer' ? 1 : 2;
-    this.writer = new FrameWriter(transport, this.config.sendBufferBytes, () => this.peerLimits.maxFrameBytes);
-    this.decoder = new FrameDecoder(
-      {
-        onData: (id, piece, end) => this.handleFrameData(id, piece, end),
-        onControl: (f) => this.handleControl(f),
-        // Unknown extension frames are skipped, but they cost parsing: they share the idle-frame budget.
-        onSkip: () => this.spendIdle('extension frame'),
-      },
-      { maxFrameBytes: this.config.maxFrameBytes, maxMetadataBytes: this.config.maxMetadataBytes },
-    );
-    const now = this.config.now;
-    this.pingBucket = new TokenBucket(this.config.pingRate, now);
-    this.idleBucket = new TokenBucket(this.config.idleFrameRate, now);
-    this.resetBucket = new TokenBucket(this.config.resetRate, now);
-    this.keepalive = new Keepalive(this.config, {
-      sendPing: (payload) => this.writer.queue(encodePing(payload)),
-      onRtt: (ms) => this.emit('rtt', ms),
-      onDead: () => {
-        // A silent peer will not read a GOAWAY nor answer a close: tell it in passing, then close
-        // at once rather than linger, so the peer is gone within two keepalive intervals.
-        const err = new ConnectionError('ERR_WARREN_KEEPALIVE_TIMEOUT', `no answer to keepalive within ${this.config.keepaliveTimeoutMs} ms`);
-        this.fail(err);
-        this.destroy(err);
-      },
-    });
+    this.writer = new FrameWriter(transport, this.config.sendBufferBytes, this);
+    this.decoder = new FrameDecoder(this, { maxFrameBytes: this.config.maxFrameBytes, maxMetadataBytes: this.config.maxMetadataBytes });
+    this.keepalive = new Keepalive(this.config, this);
     this.handshakeTimer = setTimeout(
       () => this.fail(new ProtocolError('ERR_WARREN_HANDSHAKE_TIMEOUT', `no HELLO within ${this.config.handshakeTimeoutMs} ms`)),
       this.config.handshakeTimeoutMs,
     );
     this.handshakeTimer.unref();
-    transport.attach({
-      data: (chunk) => this.onTransportData(chunk),
-      close: (err) => this.onTransportClose(err),
-    });
+    transport.attach(new TransportLink(this));
   }
 
   /** This side's announced limits. */
@@ -137,7 +150,7 @@ export class Session extends EventEmitter implements StreamOwner {
 
   /** Open streams. */
   get streamCount(): number {
-    return this.streams.size;
+    return this.streams?.size ?? 0;
   }
 
   /** Incoming streams not yet accepted. */
@@ -187,7 +200,7 @@ export class Session extends EventEmitter implements StreamOwner {
 
   /** Streams currently open, for status pages. */
   listStreams(): MuxStream[] {
-    return [...this.streams.values()];
+    return this.streams ? [...this.streams.values()] : [];
   }
 
   // ---- Handshake -------------------------------------------------------------------------
@@ -219,18 +232,18 @@ export class Session extends EventEmitter implements StreamOwner {
   }
 
   private handleHello(payload: Buffer): void {
-    if (this.phase !== 'handshake' || (this.role === 'acceptor' ? this.clientHello : this.serverHello)) {
+    if (this.phase !== 'handshake' || (this.role === 'acceptor' ? this.helloReceived : this.serverHello)) {
       throw new ProtocolError('ERR_WARREN_PROTOCOL', 'HELLO after the handshake');
     }
     if (this.role === 'acceptor') {
       const hello = parseClientHello(payload);
-      // Kept for the session's life without its token: only the handshake needs the secret.
-      this.clientHello = { ...hello, token: '' };
-      this.peerLimits = hello.limits;
+      // Not kept: it holds the token, and the authenticator takes from it what it needs.
+      this.helloReceived = true;
+      this.peerLimits = sharedLimits(hello.limits);
       this.emit('hello', hello);
     } else {
       this.serverHello = parseServerHello(payload);
-      this.peerLimits = this.serverHello.limits;
+      this.peerLimits = sharedLimits(this.serverHello.limits);
       this.id = this.serverHello.sessionId;
       this.startOpenPhase();
     }
@@ -246,7 +259,7 @@ export class Session extends EventEmitter implements StreamOwner {
     if (this.phase !== 'open') throw new ConnectionError('ERR_WARREN_SESSION_CLOSED', 'the session is not open');
     if (this.localGoAway || this.remoteGoAway) throw new ConnectionError('ERR_WARREN_GOING_AWAY', 'the session is going away; open the stream on a new session');
     if (!Number.isInteger(port) || port < 1 || port > 65535) throw new StreamResetError('ERR_WARREN_INVALID_ARGUMENT', `port must be 1-65535; got ${port}`);
-    if (this.streams.size >= this.config.maxStreams) throw new StreamResetError('ERR_WARREN_STREAM_REFUSED', `session has ${this.streams.size} streams open, the most allowed`);
+    if (this.streamCount >= this.config.maxStreams) throw new StreamResetError('ERR_WARREN_STREAM_REFUSED', `session has ${this.streamCount} streams open, the most allowed`);
     if (this.nextStreamId > MAX_STREAM_ID) throw new ConnectionError('ERR_WARREN_GOING_AWAY', 'stream ids exhausted; open a new session');
     const meta = encodeMetadata(metadata);
     if (meta.length > this.peerLimits.maxMetadataBytes) {
@@ -272,14 +285,15 @@ export class Session extends EventEmitter implements StreamOwner {
       recvWindow: this.config.initialWindowBytes,
       now: this.config.now(),
     });
-    this.streams.set(id, stream);
+    (this.streams ??= new Map()).set(id, stream);
     if (incoming) this.pendingCount++;
     return stream;
   }
 
   // ---- Receiving -------------------------------------------------------------------------
 
-  private onTransportData(chunk: Buffer): void {
+  /** @internal TransportLink */
+  onTransportData(chunk: Buffer): void {
     if (this.phase === 'closed') return;
     this.bytesIn += chunk.length;
     this.keepalive.received();
@@ -305,13 +319,18 @@ export class Session extends EventEmitter implements StreamOwner {
   }
 
   private spendIdle(what: string): void {
-    if (!this.idleBucket.take()) throw new ProtocolError('ERR_WARREN_FLOOD', `too many frames that carry nothing (${what})`);
+    if (!(this.idleBucket ??= new TokenBucket(this.config.idleFrameRate, this.config.now)).take()) throw new ProtocolError('ERR_WARREN_FLOOD', `too many frames that carry nothing (${what})`);
   }
 
-  private handleFrameData(id: number, piece: Buffer, frameEnd: boolean): void {
+  private takeReset(): boolean {
+    return (this.resetBucket ??= new TokenBucket(this.config.resetRate, this.config.now)).take();
+  }
+
+  /** @internal FrameSink: a piece of a DATA frame. */
+  onData(id: number, piece: Buffer, frameEnd: boolean): void {
     if (this.phase !== 'open') throw new ProtocolError('ERR_WARREN_PROTOCOL', 'DATA before the handshake completed');
     if (frameEnd) this.dataFramesIn++;
-    const stream = this.streams.get(id);
+    const stream = this.streams?.get(id);
     if (!stream) {
       if (frameEnd) this.unknownStream(id, 'DATA');
       return;
@@ -328,7 +347,13 @@ export class Session extends EventEmitter implements StreamOwner {
     stream.receive(piece);
   }
 
-  private handleControl(f: ControlFrame): void {
+  /** @internal FrameSink: unknown extension frames are skipped, but they cost parsing: they share the idle-frame budget. */
+  onSkip(): void {
+    this.spendIdle('extension frame');
+  }
+
+  /** @internal FrameSink: a whole control frame. */
+  onControl(f: ControlFrame): void {
     if (f.type === FrameType.HELLO) return this.handleHello(f.payload);
     if (f.type === FrameType.GOAWAY) return this.handleFrameGoAway(f);
     if (this.phase !== 'open') throw new ProtocolError('ERR_WARREN_PROTOCOL', `${FrameType[f.type]} before the handshake completed`);
@@ -342,7 +367,7 @@ export class Session extends EventEmitter implements StreamOwner {
       case FrameType.RST:
         return this.handleFrameRst(f.streamId, f.code, f.reason);
       case FrameType.PING:
-        if (!this.pingBucket.take()) throw new ProtocolError('ERR_WARREN_FLOOD', 'PING flood');
+        if (!(this.pingBucket ??= new TokenBucket(this.config.pingRate, this.config.now)).take()) throw new ProtocolError('ERR_WARREN_FLOOD', 'PING flood');
         this.writer.queue(encodePing(f.payload, true));
         return;
       case FrameType.PONG:
@@ -358,12 +383,12 @@ export class Session extends EventEmitter implements StreamOwner {
     this.lastPeerStreamId = id;
     let refusal: ErrorCode | null = null;
     if (this.localGoAway) refusal = 'ERR_WARREN_GOING_AWAY';
-    else if (this.streams.size >= this.config.maxStreams) refusal = 'ERR_WARREN_STREAM_REFUSED';
+    else if (this.streamCount >= this.config.maxStreams) refusal = 'ERR_WARREN_STREAM_REFUSED';
     else if (this.pendingCount >= this.config.maxPendingOpens) refusal = 'ERR_WARREN_PENDING_LIMIT';
     else if (this.buffered + this.config.initialWindowBytes > this.config.maxBufferedBytes) refusal = 'ERR_WARREN_BUFFER_LIMIT';
     else if (this.listenerCount('stream') === 0) refusal = 'ERR_WARREN_STREAM_REFUSED';
     if (refusal) {
-      if (!this.resetBucket.take()) throw new ProtocolError('ERR_WARREN_FLOOD', 'too many refused or reset streams');
+      if (!this.takeReset()) throw new ProtocolError('ERR_WARREN_FLOOD', 'too many refused or reset streams');
       this.writer.queue(encodeRst(id, ERRORS[refusal].wire, ERRORS[refusal].summary));
       return;
     }
@@ -371,7 +396,7 @@ export class Session extends EventEmitter implements StreamOwner {
   }
 
   private handleFrameWindow(id: number, increment: number): void {
-    const stream = this.streams.get(id);
+    const stream = this.streams?.get(id);
     if (!stream) return this.unknownStream(id, 'WINDOW');
     if (stream.sendWindow + increment > MAX_WINDOW_BYTES_LIMIT) {
       throw new ProtocolError('ERR_WARREN_FLOW_CONTROL', `WINDOW overflows stream ${id}'s window past ${MAX_WINDOW_BYTES_LIMIT}`);
@@ -385,7 +410,7 @@ export class Session extends EventEmitter implements StreamOwner {
   }
 
   private handleFrameFin(id: number): void {
-    const stream = this.streams.get(id);
+    const stream = this.streams?.get(id);
     if (!stream) return this.unknownStream(id, 'FIN');
     if (stream.recvFin) throw new ProtocolError('ERR_WARREN_PROTOCOL', `second FIN on stream ${id}`);
     stream.receiveFin();
@@ -393,9 +418,9 @@ export class Session extends EventEmitter implements StreamOwner {
   }
 
   private handleFrameRst(id: number, code: number, reason: string): void {
-    const stream = this.streams.get(id);
+    const stream = this.streams?.get(id);
     if (!stream) return this.unknownStream(id, 'RST');
-    if (stream.incoming && !stream.answered && !this.resetBucket.take()) {
+    if (stream.incoming && !stream.answered && !this.takeReset()) {
       throw new ProtocolError('ERR_WARREN_FLOOD', 'too many streams opened and reset before an answer');
     }
     this.forget(stream);
@@ -407,7 +432,7 @@ export class Session extends EventEmitter implements StreamOwner {
     this.remoteGoAway = { code: f.code, error, lastStreamId: f.lastStreamId, hint: f.hint, message: f.message };
     if (error) this.closeError ??= error;
     // Streams we opened that the peer will not process can be retried elsewhere.
-    for (const stream of [...this.streams.values()]) {
+    for (const stream of this.listStreams()) {
       if (!this.isPeerId(stream.id) && stream.id > f.lastStreamId) {
         this.forget(stream);
         stream.abort(new StreamResetError('ERR_WARREN_GOING_AWAY', 'the peer is going away; this stream was not processed', { remote: true }));
@@ -482,18 +507,39 @@ export class Session extends EventEmitter implements StreamOwner {
 
   /** @internal */
   accepted(stream: MuxStream): void {
-    if (this.streams.get(stream.id) === stream) this.pendingCount--;
+    if (this.streams?.get(stream.id) === stream) this.pendingCount--;
   }
 
   /** @internal */
   forget(stream: MuxStream): void {
-    if (this.streams.get(stream.id) !== stream) return;
+    if (this.streams?.get(stream.id) !== stream) return;
     this.streams.delete(stream.id);
     if (stream.pending) {
       stream.pending = false;
       this.pendingCount--;
     }
     if (this.localGoAway && this.streams.size === 0 && this.phase === 'open') this.finishGracefully();
+  }
+
+  // ---- KeepaliveOwner --------------------------------------------------------------------
+
+  /** @internal */
+  queuePing(payload: Buffer): void {
+    this.writer.queue(encodePing(payload));
+  }
+
+  /** @internal */
+  onKeepaliveRtt(ms: number): void {
+    this.emit('rtt', ms);
+  }
+
+  /** @internal */
+  onKeepaliveDead(): void {
+    // A silent peer will not read a GOAWAY nor answer a close: tell it in passing, then close
+    // at once rather than linger, so the peer is gone within two keepalive intervals.
+    const err = new ConnectionError('ERR_WARREN_KEEPALIVE_TIMEOUT', `no answer to keepalive within ${this.config.keepaliveTimeoutMs} ms`);
+    this.fail(err);
+    this.destroy(err);
   }
 
   // ---- Ending ----------------------------------------------------------------------------
@@ -513,7 +559,7 @@ export class Session extends EventEmitter implements StreamOwner {
     this.localGoAway = true;
     const wire = code === 0 ? 0 : ERRORS[code].wire;
     this.writer.queue(encodeGoAway(wire, this.lastPeerStreamId, options.hint, options.message));
-    if (this.streams.size === 0 && this.phase === 'open') this.finishGracefully();
+    if (this.streamCount === 0 && this.phase === 'open') this.finishGracefully();
   }
 
   /** Ends gracefully: GOAWAY, let open streams finish, then close the transport. Resolves on 'close'. */
@@ -574,13 +620,14 @@ export class Session extends EventEmitter implements StreamOwner {
   }
 
   private abortStreams(err: WarrenError): void {
-    const streams = [...this.streams.values()];
-    this.streams.clear();
+    const streams = this.listStreams();
+    this.streams?.clear();
     this.pendingCount = 0;
     for (const s of streams) s.abort(err instanceof StreamResetError ? err : new ConnectionError(err.code, err.message, { cause: err }));
   }
 
-  private onTransportClose(err?: Error): void {
+  /** @internal TransportLink */
+  onTransportClose(err?: Error): void {
     if (this.phase === 'closed') return;
     this.phase = 'closed';
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);

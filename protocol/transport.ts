@@ -31,66 +31,119 @@ export interface Transport {
   readonly remoteAddress: string | undefined;
 }
 
-/** Buffers events until attach(), then forwards them; shared by both transports. */
-class Inbox {
+/**
+ * Buffers events until attach(), then forwards them; the base of both transports. Each transport
+ * is one object with prototype methods, and its connection's listeners are functions shared by
+ * every connection (they find the transport through a symbol on the connection): an idle relay
+ * holds thousands of these, and closures and their contexts would cost several hundred bytes each.
+ */
+abstract class Inbox {
+  // Owned by the connection's listeners.
   private handlers: TransportHandlers | null = null;
-  private early: Buffer[] = [];
-  private closed: { err?: Error } | null = null;
+  /** Chunks that arrived before attach(); made on first use. */
+  private early: Buffer[] | null = null;
+  private closed = false;
+  /** The first error the connection reported, passed on with close. */
+  protected failure: Error | undefined = undefined;
 
   attach(handlers: TransportHandlers): void {
     if (this.handlers) throw new Error('transport already attached');
     this.handlers = handlers;
     const early = this.early;
-    this.early = [];
-    for (const chunk of early) handlers.data(chunk);
-    if (this.closed) handlers.close(this.closed.err);
+    this.early = null;
+    if (early) for (const chunk of early) handlers.data(chunk);
+    if (this.closed) handlers.close(this.failure);
   }
 
-  data(chunk: Buffer): void {
+  /** @internal */
+  deliver(chunk: Buffer): void {
     if (this.closed) return;
     if (this.handlers) this.handlers.data(chunk);
-    else this.early.push(chunk);
+    else (this.early ??= []).push(chunk);
   }
 
-  close(err?: Error): void {
+  /** @internal */
+  fail(err: Error): void {
+    if (!this.closed) this.failure ??= err;
+  }
+
+  /** @internal */
+  deliverClose(): void {
     if (this.closed) return;
-    this.closed = err ? { err } : {};
-    this.handlers?.close(err);
+    this.closed = true;
+    this.handlers?.close(this.failure);
+  }
+}
+
+/** Where a connection's shared listeners find its transport. */
+const kTransport = Symbol('warren.transport');
+
+function transportOf(connection: object): Inbox {
+  return (connection as { [kTransport]: Inbox })[kTransport];
+}
+
+function onConnectionError(this: object, err: Error): void {
+  transportOf(this).fail(err);
+}
+
+function onConnectionClose(this: object): void {
+  transportOf(this).deliverClose();
+}
+
+function onSocketData(this: Duplex, chunk: Buffer): void {
+  transportOf(this).deliver(chunk);
+}
+
+// The peer's EOF ends the session's input; finish our side too so 'close' follows.
+function onSocketEnd(this: Duplex): void {
+  this.end();
+}
+
+/** A transport over a Node Duplex. */
+class SocketTransport extends Inbox implements Transport {
+  readonly remoteAddress: string | undefined;
+  private readonly socket: Duplex;
+
+  constructor(socket: Duplex & { remoteAddress?: string }) {
+    super();
+    this.socket = socket;
+    this.remoteAddress = socket.remoteAddress;
+    (socket as { [kTransport]?: Inbox })[kTransport] = this;
+    socket.on('data', onSocketData);
+    socket.on('error', onConnectionError);
+    socket.on('close', onConnectionClose);
+    socket.on('end', onSocketEnd);
+  }
+
+  write(chunks: Buffer[], done: () => void): void {
+    const socket = this.socket;
+    if (socket.destroyed || socket.writableEnded) {
+      done();
+      return;
+    }
+    if (chunks.length === 1) {
+      socket.write(chunks[0]!, () => done());
+      return;
+    }
+    socket.cork();
+    const last = chunks.length - 1;
+    for (let i = 0; i < last; i++) socket.write(chunks[i]!);
+    socket.write(chunks[last]!, () => done());
+    socket.uncork();
+  }
+
+  end(): void {
+    this.socket.end();
+  }
+
+  destroy(): void {
+    this.socket.destroy();
   }
 }
 
 /** A transport over a Node Duplex: a TLS or TCP socket, or an in-memory pair in tests. */
 export function socketTransport(socket: Duplex & { remoteAddress?: string }): Transport {
-  const inbox = new Inbox();
-  let failure: Error | undefined;
-  socket.on('data', (chunk: Buffer) => inbox.data(chunk));
-  socket.on('error', (err) => {
-    failure ??= err;
-  });
-  socket.on('close', () => inbox.close(failure));
-  // The peer's EOF ends the session's input; finish our side too so 'close' follows.
-  socket.on('end', () => socket.end());
-  return {
-    remoteAddress: socket.remoteAddress,
-    attach: (handlers) => inbox.attach(handlers),
-    write(chunks, done) {
-      if (socket.destroyed || socket.writableEnded) {
-        done();
-        return;
-      }
-      if (chunks.length === 1) {
-        socket.write(chunks[0]!, () => done());
-        return;
-      }
-      socket.cork();
-      const last = chunks.length - 1;
-      for (let i = 0; i < last; i++) socket.write(chunks[i]!);
-      socket.write(chunks[last]!, () => done());
-      socket.uncork();
-    },
-    end: () => socket.end(),
-    destroy: () => socket.destroy(),
-  };
+  return new SocketTransport(socket);
 }
 
 /** Pieces smaller than this are joined into one WebSocket message; larger ones go as their own. */
@@ -98,66 +151,80 @@ const WS_JOIN_BELOW_BYTES = 64 * 1024;
 /** Largest WebSocket message this side sends; receivers must accept at least this (maxPayload). */
 export const WS_MAX_MESSAGE_BYTES = 1024 * 1024;
 
+function onWebSocketMessage(this: WebSocket, data: Buffer, isBinary: boolean): void {
+  if (!isBinary) {
+    transportOf(this).fail(new ProtocolError('ERR_WARREN_PROTOCOL', 'text WebSocket message on a binary channel'));
+    this.terminate();
+    return;
+  }
+  transportOf(this).deliver(data);
+}
+
+/** A transport over a `ws` WebSocket. */
+class WebSocketTransport extends Inbox implements Transport {
+  readonly remoteAddress: string | undefined;
+  private readonly ws: WebSocket;
+
+  constructor(ws: WebSocket, remoteAddress: string | undefined) {
+    super();
+    this.ws = ws;
+    this.remoteAddress = remoteAddress;
+    ws.binaryType = 'nodebuffer';
+    (ws as { [kTransport]?: Inbox })[kTransport] = this;
+    ws.on('message', onWebSocketMessage);
+    ws.on('error', onConnectionError);
+    ws.on('close', onConnectionClose);
+  }
+
+  private send(buf: Buffer, cb?: () => void): void {
+    for (let offset = 0; offset < buf.length; offset += WS_MAX_MESSAGE_BYTES) {
+      const piece = offset === 0 && buf.length <= WS_MAX_MESSAGE_BYTES ? buf : buf.subarray(offset, offset + WS_MAX_MESSAGE_BYTES);
+      const last = offset + WS_MAX_MESSAGE_BYTES >= buf.length;
+      this.ws.send(piece, { binary: true, compress: false }, last && cb ? () => cb() : undefined);
+    }
+  }
+
+  write(chunks: Buffer[], done: () => void): void {
+    if (this.ws.readyState !== this.ws.OPEN) {
+      done();
+      return;
+    }
+    // Join runs of small buffers; send large ones without copying.
+    let run: Buffer[] = [];
+    let runBytes = 0;
+    const flushRun = (cb?: () => void): void => {
+      if (run.length === 0) return;
+      this.send(run.length === 1 ? run[0]! : Buffer.concat(run, runBytes), cb);
+      run = [];
+      runBytes = 0;
+    };
+    for (let i = 0; i < chunks.length; i++) {
+      const c = chunks[i]!;
+      const last = i === chunks.length - 1;
+      if (c.length >= WS_JOIN_BELOW_BYTES) {
+        flushRun();
+        this.send(c, last ? done : undefined);
+      } else {
+        run.push(c);
+        runBytes += c.length;
+        if (runBytes >= WS_JOIN_BELOW_BYTES || last) flushRun(last ? done : undefined);
+      }
+    }
+  }
+
+  end(): void {
+    this.ws.close(1000);
+  }
+
+  destroy(): void {
+    this.ws.terminate();
+  }
+}
+
 /**
  * A transport over a `ws` WebSocket. Binary messages are one byte stream: frames may span
  * messages and a message may hold many frames. A text message is a protocol error.
  */
 export function webSocketTransport(ws: WebSocket, remoteAddress?: string): Transport {
-  const inbox = new Inbox();
-  let failure: Error | undefined;
-  ws.binaryType = 'nodebuffer';
-  ws.on('message', (data: Buffer, isBinary: boolean) => {
-    if (!isBinary) {
-      failure ??= new ProtocolError('ERR_WARREN_PROTOCOL', 'text WebSocket message on a binary channel');
-      ws.terminate();
-      return;
-    }
-    inbox.data(data);
-  });
-  ws.on('error', (err) => {
-    failure ??= err;
-  });
-  ws.on('close', () => inbox.close(failure));
-
-  function send(buf: Buffer, cb?: () => void): void {
-    for (let offset = 0; offset < buf.length; offset += WS_MAX_MESSAGE_BYTES) {
-      const piece = offset === 0 && buf.length <= WS_MAX_MESSAGE_BYTES ? buf : buf.subarray(offset, offset + WS_MAX_MESSAGE_BYTES);
-      const last = offset + WS_MAX_MESSAGE_BYTES >= buf.length;
-      ws.send(piece, { binary: true, compress: false }, last && cb ? () => cb() : undefined);
-    }
-  }
-
-  return {
-    remoteAddress,
-    attach: (handlers) => inbox.attach(handlers),
-    write(chunks, done) {
-      if (ws.readyState !== ws.OPEN) {
-        done();
-        return;
-      }
-      // Join runs of small buffers; send large ones without copying.
-      let run: Buffer[] = [];
-      let runBytes = 0;
-      const flushRun = (cb?: () => void): void => {
-        if (run.length === 0) return;
-        send(run.length === 1 ? run[0]! : Buffer.concat(run, runBytes), cb);
-        run = [];
-        runBytes = 0;
-      };
-      for (let i = 0; i < chunks.length; i++) {
-        const c = chunks[i]!;
-        const last = i === chunks.length - 1;
-        if (c.length >= WS_JOIN_BELOW_BYTES) {
-          flushRun();
-          send(c, last ? done : undefined);
-        } else {
-          run.push(c);
-          runBytes += c.length;
-          if (runBytes >= WS_JOIN_BELOW_BYTES || last) flushRun(last ? done : undefined);
-        }
-      }
-    },
-    end: () => ws.close(1000),
-    destroy: () => ws.terminate(),
-  };
+  return new WebSocketTransport(ws, remoteAddress);
 }

@@ -23,16 +23,23 @@ interface Queued {
   after?: () => void;
 }
 
+/** What the writer asks of its session. */
+export interface WriterOwner {
+  /** Largest DATA payload the peer accepts. */
+  readonly maxSendFrameBytes: number;
+}
+
 /** Batches frames into transport writes. Owned by one Session. */
 export class FrameWriter {
   // Static after construction.
   private readonly transport: Transport;
   private readonly sendBufferBytes: number;
-  private readonly maxFrameBytes: () => number;
+  private readonly owner: WriterOwner;
 
-  // Owned by flush().
-  private control: Queued[] = [];
-  private ready: MuxStream[] = [];
+  // Owned by flush(). The queues are made when something is queued and dropped once flush()
+  // empties them: an idle session keeps none (an emptied array keeps its backing store).
+  private control: Queued[] | null = null;
+  private ready: MuxStream[] | null = null;
   /** A flush is due at the end of the tick / after the I/O phase. */
   private tickScheduled = false;
   private immediateScheduled = false;
@@ -45,16 +52,16 @@ export class FrameWriter {
   /** Calls to transport.write(). */
   transportWrites = 0;
 
-  constructor(transport: Transport, sendBufferBytes: number, maxFrameBytes: () => number) {
+  constructor(transport: Transport, sendBufferBytes: number, owner: WriterOwner) {
     this.transport = transport;
     this.sendBufferBytes = sendBufferBytes;
-    this.maxFrameBytes = maxFrameBytes;
+    this.owner = owner;
   }
 
   /** Queues a control frame; `after` runs when it joins an outgoing batch. */
   queue(buf: Buffer, after?: () => void): void {
     if (this.stopped) return;
-    this.control.push({ buf, after });
+    (this.control ??= []).push({ buf, after });
     this.schedule(false);
   }
 
@@ -62,7 +69,7 @@ export class FrameWriter {
   markReady(stream: MuxStream): void {
     if (this.stopped || stream.queued || !stream.sendable) return;
     stream.queued = true;
-    this.ready.push(stream);
+    (this.ready ??= []).push(stream);
     this.schedule(stream.bufferedSendBytes >= BULK_BYTES);
   }
 
@@ -74,9 +81,9 @@ export class FrameWriter {
   /** Stops sending: queued frames are dropped (the session is closing). */
   stop(): void {
     this.stopped = true;
-    this.control = [];
-    for (const s of this.ready) s.queued = false;
-    this.ready = [];
+    this.control = null;
+    if (this.ready) for (const s of this.ready) s.queued = false;
+    this.ready = null;
   }
 
   /** Writes what is queued right now, ahead of the next tick (used for the last GOAWAY). */
@@ -103,17 +110,16 @@ export class FrameWriter {
     if (this.stopped) return;
     const out: Buffer[] = [];
     let bytes = 0;
-    const max = this.maxFrameBytes();
+    const max = this.owner.maxSendFrameBytes;
     for (;;) {
       // Control frames first, in order; an OPEN's `after` may make its stream ready.
-      while (this.control.length > 0) {
-        const q = this.control.shift()!;
+      for (let q = this.control?.shift(); q; q = this.control?.shift()) {
         out.push(q.buf);
         bytes += q.buf.length;
         q.after?.();
       }
       if (this.inflight + bytes >= this.sendBufferBytes) break;
-      const stream = this.ready.shift();
+      const stream = this.ready?.shift();
       if (!stream) break;
       stream.queued = false;
       const frame = stream.takeFrame(max);
@@ -126,9 +132,11 @@ export class FrameWriter {
       // may already have put it there: completing its write lets the application write more.
       if (stream.sendable && !stream.queued) {
         stream.queued = true;
-        this.ready.push(stream);
+        (this.ready ??= []).push(stream);
       }
     }
+    if (this.control?.length === 0) this.control = null;
+    if (this.ready?.length === 0) this.ready = null;
     if (out.length === 0) return;
     this.inflight += bytes;
     this.bytesOut += bytes;
@@ -136,7 +144,7 @@ export class FrameWriter {
     this.transport.write(out, () => {
       this.inflight -= bytes;
       // Streams held back by the send buffer: more of a bulk transfer, at once.
-      if (this.ready.length > 0 && !this.stopped) this.schedule(true);
+      if ((this.ready?.length ?? 0) > 0 && !this.stopped) this.schedule(true);
     });
   }
 }

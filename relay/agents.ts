@@ -110,7 +110,7 @@ export async function acceptAgent(ctx: AgentEndpointContext, hello: ClientHello,
     session,
     ports,
     jti: claims.jti,
-    connectedAt: new Date(),
+    connectedAtMs: Date.now(),
     remoteAddress: session.transport.remoteAddress,
   });
   return {

@@ -5,6 +5,7 @@
  * will put a shared directory (NATS) behind the same interface.
  */
 import { WarrenError, type MuxStream, type Session } from '../protocol/index.js';
+import { emitterListener } from '../common/listener.js';
 
 /** How one port of a tunnel is exposed. */
 export interface ExposedPort {
@@ -22,28 +23,44 @@ export interface TunnelEntry {
   readonly ports: ReadonlyMap<number, ExposedPort>;
   /** The agent token's id (jti), for revocation and the admin API. */
   readonly jti: string | undefined;
-  readonly connectedAt: Date;
+  /** When the agent connected, in epoch milliseconds (a number: a Date costs ~100 bytes per idle agent). */
+  readonly connectedAtMs: number;
   readonly remoteAddress: string | undefined;
 }
 
 /** Tunnel id → entry, with replacement and lookup for stream routing. */
 export class TunnelRegistry {
   private readonly tunnels = new Map<string, TunnelEntry>();
+  /** The entry of each registered session whose 'close' has not come yet. */
+  private readonly bySession = new Map<Session, TunnelEntry>();
   /** Told when an entry is replaced by another agent's, after that one is registered. */
   onReplaced: ((previous: TunnelEntry) => void) | undefined;
+  /** The 'close' listener of every registered session: one function, not a closure per session. */
+  private readonly onSessionClose = emitterListener((session: Session) => this.sessionClosed(session));
 
-  /** Registers `entry`, replacing (and sending GOAWAY to) any session that held the tunnel. */
+  /**
+   * Registers `entry`, replacing (and sending GOAWAY to) any session that held the tunnel. A
+   * session registers one tunnel; the entry goes when its session closes.
+   */
   register(entry: TunnelEntry): TunnelEntry | undefined {
+    if (this.bySession.has(entry.session)) throw new Error(`session ${entry.session.id} already registered a tunnel`);
     const previous = this.tunnels.get(entry.tunnelId);
     this.tunnels.set(entry.tunnelId, entry);
-    entry.session.once('close', () => {
-      if (this.tunnels.get(entry.tunnelId) === entry) this.tunnels.delete(entry.tunnelId);
-    });
+    this.bySession.set(entry.session, entry);
+    // 'close' is emitted once: on() rather than once(), which would wrap the listener per session.
+    entry.session.on('close', this.onSessionClose);
     if (previous && previous.session !== entry.session) {
       previous.session.goAway('ERR_WARREN_TUNNEL_REPLACED', { message: `tunnel ${entry.tunnelId} was registered by another agent` });
       this.onReplaced?.(previous);
     }
     return previous;
+  }
+
+  private sessionClosed(session: Session): void {
+    const entry = this.bySession.get(session);
+    if (!entry) return;
+    this.bySession.delete(session);
+    if (this.tunnels.get(entry.tunnelId) === entry) this.tunnels.delete(entry.tunnelId);
   }
 
   /** The entry for a tunnel, if its agent is connected. */

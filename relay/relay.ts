@@ -33,7 +33,7 @@ import { formatHostPort, type HostPort } from '../common/parse.js';
 import { silentLogger, type Logger } from '../common/log.js';
 import type { TrustedKeys } from '../certs/keys.js';
 import { TunnelRegistry } from './registry.js';
-import { acceptAgent, type AgentWelcome, type TokenPolicy } from './agents.js';
+import { acceptAgent, type AgentEndpointContext, type AgentWelcome, type TokenPolicy } from './agents.js';
 import { acceptClient, serveClientSession } from './clients.js';
 import { TcpEndpoints } from './tcp-endpoints.js';
 import { PreviewProxy } from './preview.js';
@@ -46,6 +46,7 @@ import { AdminServer, type AdminBackend } from './admin.js';
 import { PreviewAccessControl } from './preview-auth.js';
 import { ViewerSessions } from './viewer-session.js';
 import { JWKS_PATH, ViewerTokenSigner } from './viewer-token.js';
+import { emitterListener } from '../common/listener.js';
 
 /** Relay settings (validated by relay/config.ts for the CLI). */
 export interface RelayOptions {
@@ -170,11 +171,24 @@ export class Relay {
   // Owned by the event loop.
   private listening = false;
   private drainPromise: Promise<void> | null = null;
-  /** Every authenticated session with its role, token id (revocation) and bytes already counted. */
-  private readonly sessions = new Map<Session, { role: SessionRole; jti: string | undefined; countedIn: number; countedOut: number }>();
+  /** Every authenticated session with what the relay keeps about it. */
+  private readonly sessions = new Map<Session, SessionInfo>();
   /** Bytes of sessions that closed since the last scrape. */
   private closedBytes = { in: 0, out: 0 };
   private nextConnId = 1;
+
+  // Listeners every session shares (the session is their `this`): closures made per session would
+  // cost an idle relay a few hundred bytes per agent, for as long as the agent stays.
+  private readonly onSessionRtt = (ms: number): void => this.metrics.keepaliveRttSeconds.observe(ms / 1000);
+  private readonly onAgentGoAway = emitterListener((session: Session) => this.preview.releaseRoute(session));
+  private readonly onSessionClose = emitterListener((session: Session, err?: WarrenError) => this.sessionClosed(session, err));
+  private readonly streamListeners: Record<StreamKind, StreamListeners> = {
+    preview: this.streamListenersFor('preview'),
+    client: this.streamListenersFor('client'),
+    tcp: this.streamListenersFor('tcp'),
+  };
+  /** What acceptAgent() needs, made once. */
+  private readonly agentContext: AgentEndpointContext;
 
   constructor(options: RelayOptions) {
     if (options.trustedKeys.size === 0) throw new WarrenError('ERR_WARREN_NO_TRUST_KEYS', 'the relay needs at least one trusted token key (--trust-key); it will not accept unauthenticated agents');
@@ -225,6 +239,7 @@ export class Relay {
         onConnection: (result) => this.metrics.tcpConnections.inc({ result }),
       });
     }
+    this.agentContext = { policy: this.policy, registry: this.registry, tcp: this.tcp, previewUrl: (tunnelId, port) => this.previewUrl(tunnelId, port) };
     // Streams kept alive for previews must not hold a session that is going away.
     this.registry.onReplaced = (previous) => this.preview.releaseRoute(previous.session);
     this.wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: WS_MAX_MESSAGE_BYTES + 64 * 1024, skipUTF8Validation: true, clientTracking: false });
@@ -360,18 +375,26 @@ export class Relay {
       throw err;
     }
     const started = performance.now();
-    let answered = false;
     this.metrics.streamsOpened.inc({ kind });
     this.metrics.streamsOpen.inc({ kind });
-    stream.once('firstByte', () => {
-      answered = true;
-      this.metrics.streamOpenSeconds.observe({ kind }, (performance.now() - started) / 1000);
-    });
-    stream.once('error', (err: WarrenError) => {
-      if (!answered) this.metrics.refused(kind, err.code ?? 'ERR_WARREN_INTERNAL');
-    });
-    stream.once('close', () => this.metrics.streamsOpen.dec({ kind }));
+    // Gone once the agent answers: an idle open stream keeps only the shared listeners below.
+    stream.once('firstByte', () => this.metrics.streamOpenSeconds.observe({ kind }, (performance.now() - started) / 1000));
+    const listeners = this.streamListeners[kind];
+    // 'error' and 'close' come once each: on(), as once() would wrap each listener per stream.
+    stream.on('error', listeners.error);
+    stream.on('close', listeners.close);
     return stream;
+  }
+
+  /** Metrics listeners of the streams of one kind, shared by all of them (the stream is their `this`). */
+  private streamListenersFor(kind: StreamKind): StreamListeners {
+    return {
+      // Refused when the agent failed the stream before its first byte ('firstByte' comes with it).
+      error: emitterListener((stream: MuxStream, err: WarrenError) => {
+        if (stream.received === 0) this.metrics.refused(kind, err.code ?? 'ERR_WARREN_INTERNAL');
+      }),
+      close: () => this.metrics.streamsOpen.dec({ kind }),
+    };
   }
 
   /**
@@ -450,18 +473,17 @@ export class Relay {
   /** A new agent or client connection (WebSocket, or raw TLS): authenticate in HELLO, then serve. */
   private onSession(role: SessionRole, transport: Transport, remote: string | undefined, kind: 'tls' | 'wss'): void {
     const connId = this.nextConnId++;
-    // Fields of every line about this connection (not a child logger: one lives as long as the session).
-    const who = { connId, remote, peer: role, transport: kind };
     const started = performance.now();
     let agentWelcome: AgentWelcome | undefined;
     let client: ReturnType<typeof acceptClient> | undefined;
-    const context = { policy: this.policy, registry: this.registry, tcp: this.tcp, previewUrl: (tunnelId: string, port: number) => this.previewUrl(tunnelId, port) };
+    // Nothing made here outlives the handshake: what the relay keeps is the SessionInfo, and the
+    // session's listeners are shared.
     acceptSession(transport, {
       ...this.options.session,
       authenticate: async (hello, session) => {
         // An upgrade is refused before this point; a raw TLS session learns it here, with a code.
         if (this.drainPromise) throw new ConnectionError('ERR_WARREN_DRAINING', 'this relay is draining; connect to another one');
-        if (role === 'agent') return (agentWelcome = await acceptAgent(context, hello, session));
+        if (role === 'agent') return (agentWelcome = await acceptAgent(this.agentContext, hello, session));
         client = acceptClient(this.policy, this.registry, hello);
         return client.welcome;
       },
@@ -470,32 +492,33 @@ export class Relay {
         this.metrics.handshakeSeconds.observe({ role }, (performance.now() - started) / 1000);
         const tunnelId = agentWelcome?.tunnel ?? client?.claims.sub;
         const jti = role === 'agent' ? this.registry.get(tunnelId ?? '')?.jti : client?.claims.jti;
-        this.sessions.set(session, { role, jti, countedIn: 0, countedOut: 0 });
-        const gauge = role === 'agent' ? this.metrics.agentsConnected : this.metrics.clientSessions;
-        gauge.inc();
+        const info: SessionInfo = { role, connId, remote, transport: kind, tunnelId, jti, countedIn: 0, countedOut: 0 };
+        this.sessions.set(session, info);
+        (role === 'agent' ? this.metrics.agentsConnected : this.metrics.clientSessions).inc();
         if (role === 'agent') {
-          session.on('rtt', (ms: number) => this.metrics.keepaliveRttSeconds.observe(ms / 1000));
-          session.on('goaway', () => this.preview.releaseRoute(session));
-        }
-        else serveClientSession(session, client!.claims, this.registry, remote, (tunnel, port, meta) => this.openToAgent('client', tunnel, port, meta));
-        this.log.info({ ...who, event: `${role}_connected`, tunnelId, sessionId: session.id, ports: agentWelcome?.previews.map((p) => p.port) }, `${role} connected`);
-        session.once('close', (err?: WarrenError) => {
-          gauge.dec();
-          if (role === 'agent') this.preview.releaseRoute(session);
-          const info = this.sessions.get(session);
-          if (info) {
-            this.closedBytes.in += session.bytesIn - info.countedIn;
-            this.closedBytes.out += session.bytesOut - info.countedOut;
-          }
-          this.sessions.delete(session);
-          this.log.info({ ...who, event: `${role}_disconnected`, tunnelId, code: err?.code }, `${role} disconnected`);
-        });
+          session.on('rtt', this.onSessionRtt);
+          session.on('goaway', this.onAgentGoAway);
+        } else serveClientSession(session, client!.claims, this.registry, remote, (tunnel, port, meta) => this.openToAgent('client', tunnel, port, meta));
+        // 'close' is emitted once: on() rather than once(), which would wrap the listener per session.
+        session.on('close', this.onSessionClose);
+        this.log.info({ ...logFields(info), event: `${role}_connected`, tunnelId, sessionId: session.id, ports: agentWelcome?.previews.map((p) => p.port) }, `${role} connected`);
       },
       (err: WarrenError) => {
         this.metrics.handshakeFailed(role, err.code ?? 'ERR_WARREN_INTERNAL');
-        this.log.info({ ...who, event: `${role}_refused`, code: err.code, reason: err.message }, `${role} refused`);
+        this.log.info({ connId, remote, peer: role, transport: kind, event: `${role}_refused`, code: err.code, reason: err.message }, `${role} refused`);
       },
     );
+  }
+
+  private sessionClosed(session: Session, err: WarrenError | undefined): void {
+    const info = this.sessions.get(session);
+    if (!info) return;
+    this.sessions.delete(session);
+    (info.role === 'agent' ? this.metrics.agentsConnected : this.metrics.clientSessions).dec();
+    if (info.role === 'agent') this.preview.releaseRoute(session);
+    this.closedBytes.in += session.bytesIn - info.countedIn;
+    this.closedBytes.out += session.bytesOut - info.countedOut;
+    this.log.info({ ...logFields(info), event: `${info.role}_disconnected`, tunnelId: info.tunnelId, code: err?.code }, `${info.role} disconnected`);
   }
 
   /** Bytes moved since the previous call, for warren_bytes_total. */
@@ -519,7 +542,7 @@ export class Relay {
         this.registry.list().map((e) => ({
           tunnel: e.tunnelId,
           ports: [...e.ports.values()].map((p) => ({ port: p.port, private: p.private, tcpEndpoint: p.tcpEndpoint })),
-          connectedAt: e.connectedAt.toISOString(),
+          connectedAt: new Date(e.connectedAtMs).toISOString(),
           remoteAddress: e.remoteAddress,
           sessionId: e.session.id,
           streams: e.session.streamCount,
@@ -597,6 +620,31 @@ const ALPN_IDS = [ALPN_AGENT, ALPN_CONNECT, 'http/1.1'];
 /** The first of the relay's ids that the client offered; none is a no_application_protocol alert, as RFC 7301 asks. */
 function selectAlpn({ protocols }: { protocols: string[] }): string | undefined {
   return ALPN_IDS.find((id) => protocols.includes(id));
+}
+
+/** Listeners the relay puts on each stream it opens to an agent. */
+interface StreamListeners {
+  error: (this: MuxStream, err: WarrenError) => void;
+  close: () => void;
+}
+
+/** What the relay keeps about an authenticated session. */
+interface SessionInfo {
+  readonly role: SessionRole;
+  /** Fields of every log line about the connection (not a child logger: one lives as long as the session). */
+  readonly connId: number;
+  readonly remote: string | undefined;
+  readonly transport: 'tls' | 'wss';
+  readonly tunnelId: string | undefined;
+  /** The token's id, for revocation. */
+  readonly jti: string | undefined;
+  /** Bytes already counted in warren_bytes_total. */
+  countedIn: number;
+  countedOut: number;
+}
+
+function logFields(info: SessionInfo): { connId: number; remote: string | undefined; peer: SessionRole; transport: 'tls' | 'wss' } {
+  return { connId: info.connId, remote: info.remote, peer: info.role, transport: info.transport };
 }
 
 function destroyOnError(this: Duplex): void {

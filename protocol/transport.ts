@@ -86,6 +86,14 @@ function onConnectionError(this: object, err: Error): void {
   transportOf(this).fail(err);
 }
 
+// A socket error also destroys the socket (idempotent; Node's own errors come from destroy()
+// already), so 'close' follows and no other 'error' listener is needed for that: a third listener
+// on an event grows its listener array to room for 19.
+function onSocketError(this: Duplex, err: Error): void {
+  transportOf(this).fail(err);
+  this.destroy();
+}
+
 function onConnectionClose(this: object): void {
   transportOf(this).deliverClose();
 }
@@ -110,7 +118,7 @@ class SocketTransport extends Inbox implements Transport {
     this.remoteAddress = socket.remoteAddress;
     (socket as { [kTransport]?: Inbox })[kTransport] = this;
     socket.on('data', onSocketData);
-    socket.on('error', onConnectionError);
+    socket.on('error', onSocketError);
     socket.on('close', onConnectionClose);
     socket.on('end', onSocketEnd);
   }

@@ -84,13 +84,13 @@ export async function acceptAgent(ctx: AgentEndpointContext, hello: ClientHello,
   const request = parseAgentRequest(hello.app);
   const allowed = new Set(claims.ports);
   const privateByToken = new Set(claims.private ?? []);
-  const ports = new Map<number, ExposedPort>();
   for (const p of request.ports) {
     if (!allowed.has(p.port)) {
       throw new WarrenError('ERR_WARREN_FORBIDDEN', `the agent token allows ports ${[...allowed].join(', ')}, not ${p.port}`);
     }
-    ports.set(p.port, { port: p.port, private: p.private || privateByToken.has(p.port) });
   }
+  // map(), not push(): an array grown by push keeps room for 16 more elements for the session's life.
+  const ports = request.ports.map((p): ExposedPort => ({ port: p.port, private: p.private || privateByToken.has(p.port) }));
   const tcpRequests = request.ports.filter((p) => p.tcp);
   let tcp = new Map<number, string>();
   if (tcpRequests.length > 0) {
@@ -103,7 +103,10 @@ export async function acceptAgent(ctx: AgentEndpointContext, hello: ClientHello,
     );
     // The agent may have gone while ports were being bound: register nothing for a dead session.
     if (session.closed) throw new ConnectionError('ERR_WARREN_SESSION_CLOSED', 'the agent left during the handshake');
-    for (const [port, endpoint] of tcp) ports.get(port)!.tcpEndpoint = endpoint;
+    for (const p of ports) {
+      const endpoint = tcp.get(p.port);
+      if (endpoint !== undefined) p.tcpEndpoint = endpoint;
+    }
   }
   ctx.registry.register({
     tunnelId: claims.sub,
@@ -115,7 +118,7 @@ export async function acceptAgent(ctx: AgentEndpointContext, hello: ClientHello,
   });
   return {
     tunnel: claims.sub,
-    previews: [...ports.values()].map((p) => ({ port: p.port, url: ctx.previewUrl(claims.sub, p.port), private: p.private })),
+    previews: ports.map((p) => ({ port: p.port, url: ctx.previewUrl(claims.sub, p.port), private: p.private })),
     tcp: [...tcp].map(([port, endpoint]) => ({ port, endpoint })),
   };
 }

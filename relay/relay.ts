@@ -32,7 +32,7 @@ import {
 import { formatHostPort, type HostPort } from '../common/parse.js';
 import { silentLogger, type Logger } from '../common/log.js';
 import type { TrustedKeys } from '../certs/keys.js';
-import { TunnelRegistry } from './registry.js';
+import { exposedPort, TunnelRegistry } from './registry.js';
 import { acceptAgent, type AgentEndpointContext, type AgentWelcome, type TokenPolicy } from './agents.js';
 import { acceptClient, serveClientSession } from './clients.js';
 import { TcpEndpoints } from './tcp-endpoints.js';
@@ -215,7 +215,10 @@ export class Relay {
       tlsTerminatedInFront: options.tlsTerminatedInFront,
       access: new PreviewAccessControl({
         policy: this.policy,
-        isPrivate: (target) => this.registry.get(target.tunnelId)?.ports.get(target.port)?.private === true,
+        isPrivate: (target) => {
+          const entry = this.registry.get(target.tunnelId);
+          return entry !== undefined && exposedPort(entry, target.port)?.private === true;
+        },
         sessions: new ViewerSessions(options.previewSessionKey),
         signer: this.viewerTokens,
         logger: this.log,
@@ -282,7 +285,7 @@ export class Relay {
         return;
       }
       socket.setNoDelay(true);
-      socket.on('error', destroyOnError);
+      // The transport's error listener destroys the socket.
       this.onSession(role, socketTransport(socket), socket.remoteAddress, 'tls');
     });
   }
@@ -541,7 +544,7 @@ export class Relay {
       tunnels: () =>
         this.registry.list().map((e) => ({
           tunnel: e.tunnelId,
-          ports: [...e.ports.values()].map((p) => ({ port: p.port, private: p.private, tcpEndpoint: p.tcpEndpoint })),
+          ports: e.ports.map((p) => ({ port: p.port, private: p.private, tcpEndpoint: p.tcpEndpoint })),
           connectedAt: new Date(e.connectedAtMs).toISOString(),
           remoteAddress: e.remoteAddress,
           sessionId: e.session.id,

@@ -13,7 +13,7 @@ import type { Duplex } from 'node:stream';
 import { WarrenError } from '../protocol/index.js';
 import { silentLogger, type Logger } from '../common/log.js';
 import { joinSocket } from '../common/join.js';
-import type { TunnelRegistry } from './registry.js';
+import { exposedPort, type TunnelRegistry } from './registry.js';
 
 /** Settings of the raw TCP endpoints. */
 export interface TcpEndpointOptions {
@@ -107,7 +107,7 @@ export class TcpEndpoints {
   private linger(ep: Endpoint): void {
     // A newer session of the same tunnel may have taken the endpoint over already.
     const current = this.options.registry.get(ep.tunnelId);
-    if (current && current.ports.has(ep.port) && !current.session.closed) return;
+    if (current && exposedPort(current, ep.port) && !current.session.closed) return;
     if (ep.lingerTimer) return;
     ep.lingerTimer = setTimeout(() => this.free(ep), this.options.lingerMs ?? 60_000);
     ep.lingerTimer.unref();

@@ -2,10 +2,10 @@
  * The memory and scale parts of the whole-system bench.
  *
  * Memory: a fresh relay process, warmed up with 1,000 idle agent sessions; its RSS (and V8 heap,
- * from its /metrics) before and after 1,000 more, then before and after 4,000 idle open streams
+ * from its /metrics) before and after each of three more batches of 1,000 (the median counts), then before and after 4,000 idle open streams
  * (client → relay → agent, four sessions of 1,000; after a first 1,000 to warm up); beside it, a bare server's RSS per
- * idle WebSocket-over-TLS and per idle TLS connection, from the same load generator, in the same
- * run.
+ * idle WebSocket-over-TLS and per idle TLS connection (three batches, the median), from the same
+ * load generator, in the same run.
  *
  * Scale: N idle agents on one relay process (spread over several load-generator processes and
  * loopback source addresses), the relay's RSS, and the ping-pong latency of one busy tunnel (a
@@ -24,12 +24,16 @@ import { cpuMeter, log, round, rssBytes, type Children } from './run-util.js';
 
 /** Figures of the memory part (bytes). */
 export interface MemoryResult {
+  /** Agents per measured batch, and batches (the per-agent figures are medians over the batches). */
   agents: number;
+  agentBatches: number;
   streams: number;
   relay: { baseline: Snapshot; withAgents: Snapshot; beforeStreams: Snapshot; withStreams: Snapshot };
   relayPerAgentBytes: { rss: number; heap: number };
   relayPerStreamBytes: { rss: number; heap: number };
-  bare: { baselineRss: number; withWssRss: number; withTlsRss: number; perWssBytes: number; perTlsBytes: number };
+  bare: { baselineRss: number; withWssRss: number; withTlsRss: number; perWssBytes: number; perTlsBytes: number; perTlsBatchesBytes: number[] };
+  /** Relay RSS per agent of each batch. */
+  relayPerAgentBatchesBytes: number[];
   /** Relay RSS per agent above the bare server's RSS per raw TLS connection (the agents' transport: raw TLS by ALPN). */
   perAgentAboveBareTlsBytes: number;
 }
@@ -124,31 +128,44 @@ export async function measureMemory(stage: { children: Children; id: TestIdentit
   // (after its WebSocket connections), so both are what one more connection costs.
   const warm = await loadgen(children, agentLoad('memwarm'), 120_000);
   if (warm.failed > 0) throw new Error(`${warm.failed} of ${n} warm-up agents failed: ${warm.firstError}`);
+  // RSS moves by a KiB or two per agent from one batch of a thousand to the next (pages the
+  // allocator and V8 take or give back): several batches, and their median.
   const baseline = await snapshot(relay, settle);
-  const agents = await loadgen(children, agentLoad('mem'), 120_000);
-  if (agents.failed > 0) throw new Error(`${agents.failed} of ${n} agents failed: ${agents.firstError}`);
-  const withAgents = await snapshot(relay, settle);
-  log(`memory: ${n} idle agents: relay RSS +${((withAgents.rss - baseline.rss) / n / 1024).toFixed(1)} KiB each`);
+  const batches = settings.quick ? 1 : MEASURED_BATCHES;
+  const agentLoads: Proc[] = [];
+  const rssPerAgent: number[] = [];
+  const heapPerAgent: number[] = [];
+  let withAgents = baseline;
+  for (let b = 0; b < batches; b++) {
+    const agents = await loadgen(children, agentLoad(`mem${b}`), 120_000);
+    agentLoads.push(agents.proc);
+    if (agents.failed > 0) throw new Error(`${agents.failed} of ${n} agents failed: ${agents.firstError}`);
+    const next = await snapshot(relay, settle);
+    rssPerAgent.push(round((next.rss - withAgents.rss) / n, 0));
+    heapPerAgent.push(round((next.heapUsed - withAgents.heapUsed) / n, 0));
+    withAgents = next;
+  }
+  log(`memory: ${batches} × ${n} idle agents: relay RSS +${rssPerAgent.map((x) => (x / 1024).toFixed(1)).join(', ')} KiB each`);
   // Streams are measured warm too, after a first batch, and in several batches (a session may
   // hold at most 1,024): right after the agents, the V8 heap has room their handshakes' garbage
   // freed, and a thousand streams fit in it without the RSS growing.
   const perBatch = settings.memoryStreams;
-  const batches = settings.quick ? 1 : STREAM_BATCHES;
+  const streamBatches = settings.quick ? 1 : STREAM_BATCHES;
   const streamLoad = (tunnel: string): LoadConfig => ({ mode: 'streams', relayPort: relay.port, caFile: id.caFile, issuerKeyFile: id.issuerKeyFile, tunnel, count: perBatch, appPort });
   const warmStreams = await loadgen(children, streamLoad('memstreamswarm'), 60_000);
   if (warmStreams.failed > 0) throw new Error(`${warmStreams.failed} of ${perBatch} warm-up streams did not open`);
   const beforeStreams = await snapshot(relay, settle);
   const streamLoads: Proc[] = [warmStreams.proc];
-  for (let b = 0; b < batches; b++) {
+  for (let b = 0; b < streamBatches; b++) {
     const streams = await loadgen(children, streamLoad(`memstreams${b}`), 60_000);
     streamLoads.push(streams.proc);
     if (streams.failed > 0) throw new Error(`${streams.failed} of ${perBatch} streams did not open`);
   }
-  const streamCount = perBatch * batches;
+  const streamCount = perBatch * streamBatches;
   const withStreams = await snapshot(relay, settle);
   log(`memory: ${streamCount} idle streams: relay RSS +${((withStreams.rss - beforeStreams.rss) / streamCount / 1024).toFixed(1)} KiB each`);
   for (const p of streamLoads) await children.stop(p);
-  await children.stop(agents.proc);
+  for (const p of agentLoads) await children.stop(p);
   await children.stop(warm.proc);
   await children.stop(relay.proc);
 
@@ -160,26 +177,47 @@ export async function measureMemory(stage: { children: Children; id: TestIdentit
   const wss = await loadgen(children, { mode: 'bare', kind: 'wss', port: ports.wssPort, caFile: id.caFile, count: n, concurrency: 32 }, 120_000);
   await sleep(settle);
   const withWss = rssBytes(barePid);
-  const tls = await loadgen(children, { mode: 'bare', kind: 'tls', port: ports.tlsPort, caFile: id.caFile, count: n, concurrency: 32 }, 120_000);
-  await sleep(settle);
-  const withTls = rssBytes(barePid);
-  if (wss.failed + tls.failed > 0) throw new Error(`bare connections failed: ${wss.firstError ?? tls.firstError}`);
-  await children.stop(tls.proc);
+  const tlsLoads: Proc[] = [];
+  const perTls: number[] = [];
+  let withTls = withWss;
+  for (let b = 0; b < batches; b++) {
+    const tls = await loadgen(children, { mode: 'bare', kind: 'tls', port: ports.tlsPort, caFile: id.caFile, count: n, concurrency: 32 }, 120_000);
+    tlsLoads.push(tls.proc);
+    if (tls.failed > 0) throw new Error(`bare TLS connections failed: ${tls.firstError}`);
+    await sleep(settle);
+    const next = rssBytes(barePid);
+    perTls.push(round((next - withTls) / n, 0));
+    withTls = next;
+  }
+  if (wss.failed > 0) throw new Error(`bare connections failed: ${wss.firstError}`);
+  for (const p of tlsLoads) await children.stop(p);
   await children.stop(wss.proc);
   await children.stop(bare);
   const perWss = round((withWss - bareBaseline) / n, 0);
-  const perAgentRss = round((withAgents.rss - baseline.rss) / n, 0);
-  log(`memory: bare server: +${(perWss / 1024).toFixed(1)} KiB per wss connection, +${((withTls - withWss) / n / 1024).toFixed(1)} KiB per TLS connection`);
+  const perAgentRss = median(rssPerAgent);
+  const perTlsRss = median(perTls);
+  log(`memory: bare server: +${(perWss / 1024).toFixed(1)} KiB per wss connection, +${perTls.map((x) => (x / 1024).toFixed(1)).join(', ')} KiB per TLS connection`);
   return {
     agents: n,
+    agentBatches: batches,
     streams: streamCount,
     relay: { baseline, withAgents, beforeStreams, withStreams },
-    relayPerAgentBytes: { rss: perAgentRss, heap: round((withAgents.heapUsed - baseline.heapUsed) / n, 0) },
+    relayPerAgentBytes: { rss: perAgentRss, heap: median(heapPerAgent) },
+    relayPerAgentBatchesBytes: rssPerAgent,
     relayPerStreamBytes: { rss: round((withStreams.rss - beforeStreams.rss) / streamCount, 0), heap: round((withStreams.heapUsed - beforeStreams.heapUsed) / streamCount, 0) },
-    bare: { baselineRss: bareBaseline, withWssRss: withWss, withTlsRss: withTls, perWssBytes: perWss, perTlsBytes: round((withTls - withWss) / n, 0) },
-    perAgentAboveBareTlsBytes: perAgentRss - round((withTls - withWss) / n, 0),
+    bare: { baselineRss: bareBaseline, withWssRss: withWss, withTlsRss: withTls, perWssBytes: perWss, perTlsBytes: perTlsRss, perTlsBatchesBytes: perTls },
+    perAgentAboveBareTlsBytes: perAgentRss - perTlsRss,
   };
 }
+
+function median(xs: number[]): number {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : round((sorted[mid - 1]! + sorted[mid]!) / 2, 0);
+}
+
+/** Batches of idle agents (and of bare TLS connections) measured; the figures are their medians. */
+const MEASURED_BATCHES = 3;
 
 /** Batches of idle streams measured (each its own client and agent session). */
 const STREAM_BATCHES = 4;

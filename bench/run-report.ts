@@ -166,10 +166,10 @@ export function renderMarkdown(r: Results, charts: string[], prefix: string): st
       table(
         ['measure', 'RSS', 'V8 heap'],
         [
-          [`relay, per idle agent (${mem.agents} agents)`, kib(mem.relayPerAgentBytes.rss), kib(mem.relayPerAgentBytes.heap)],
+          [`relay, per idle agent (median of ${mem.agentBatches ?? 1} × ${mem.agents} agents${mem.relayPerAgentBatchesBytes ? `: ${mem.relayPerAgentBatchesBytes.map(kib).join(', ')}` : ''})`, kib(mem.relayPerAgentBytes.rss), kib(mem.relayPerAgentBytes.heap)],
           [`relay, per idle open stream (${mem.streams} streams)`, kib(mem.relayPerStreamBytes.rss), kib(mem.relayPerStreamBytes.heap)],
           ['bare server, per idle WebSocket over TLS', kib(mem.bare.perWssBytes), '-'],
-          ['bare server, per idle TLS connection (the agents\' transport)', kib(mem.bare.perTlsBytes), '-'],
+          [`bare server, per idle TLS connection (the agents' transport${mem.bare.perTlsBatchesBytes ? `; median of ${mem.bare.perTlsBatchesBytes.map(kib).join(', ')}` : ''})`, kib(mem.bare.perTlsBytes), '-'],
           ['relay per agent above bare TLS', kib(mem.perAgentAboveBareTlsBytes), '-'],
         ],
       ),

@@ -28,6 +28,23 @@ interface Target {
   met: boolean | null;
 }
 
+/**
+ * Where bench/FINDINGS.md explains a missed target: the profile, what was changed for it, and
+ * what was tried and dropped.
+ */
+function findingsFor(target: string): string {
+  const section = target.startsWith('warren-connect') || target.includes('ping-pong')
+    ? 'warren connect'
+    : target.startsWith('preview')
+      ? 'Preview'
+      : target.includes('memory') || target.includes('agents ≤')
+        ? 'Memory'
+        : target.includes('new stream')
+          ? 'New-stream latency'
+          : 'Throughput';
+  return `bench/FINDINGS.md, "${section}"`;
+}
+
 function targets(r: Results): Target[] {
   const out: Target[] = [];
   const path = (n: string): PathResult | undefined => r.paths.find((p) => p.name === n && !p.skipped);
@@ -139,7 +156,7 @@ export function renderMarkdown(r: Results, charts: string[], prefix: string): st
     '',
   );
   lines.push('## Targets', '');
-  lines.push(table(['target', 'figure', 'result'], targets(r).map((t) => [t.target, t.figure, t.met === null ? 'n/a' : t.met ? 'met' : '**missed**'])), '');
+  lines.push(table(['target', 'figure', 'result', 'profile and findings'], targets(r).map((t) => [t.target, t.figure, t.met === null ? 'n/a' : t.met ? 'met' : '**missed**', t.met === false ? findingsFor(t.target) : ''])), '');
   lines.push('Why a target is missed, from profiles and heap snapshots, what was changed for it and what was tried and dropped: bench/FINDINGS.md.', '');
   lines.push(`## Bulk throughput, 1 stream (${(r.settings.bulkBytes / MIB).toFixed(0)} MiB upload, median of ${r.settings.runs})`, '', bulkSection(r, '1'), '');
   lines.push(`## Bulk throughput, 64 parallel streams (the same bytes split over 64 connections)`, '', bulkSection(r, '64'), '');

@@ -20,7 +20,7 @@ import type { LoadConfig } from './run-loadgen.js';
 import { newStream, pingPong, type Percentiles } from './run-measure.js';
 import { startRelay, startScript, type RelayInfo } from './run-paths.js';
 import type { Settings } from './run.js';
-import { cpuMeter, log, round, rssBytes, type Children } from './run-util.js';
+import { cpuMeter, log, quantile, round, rssBytes, type Children } from './run-util.js';
 
 /** Figures of the memory part (bytes). */
 export interface MemoryResult {
@@ -194,26 +194,20 @@ export async function measureMemory(stage: { children: Children; id: TestIdentit
   await children.stop(wss.proc);
   await children.stop(bare);
   const perWss = round((withWss - bareBaseline) / n, 0);
-  const perAgentRss = median(rssPerAgent);
-  const perTlsRss = median(perTls);
+  const perAgentRss = quantile(rssPerAgent, 0.5);
+  const perTlsRss = quantile(perTls, 0.5);
   log(`memory: bare server: +${(perWss / 1024).toFixed(1)} KiB per wss connection, +${perTls.map((x) => (x / 1024).toFixed(1)).join(', ')} KiB per TLS connection`);
   return {
     agents: n,
     agentBatches: batches,
     streams: streamCount,
     relay: { baseline, withAgents, beforeStreams, withStreams },
-    relayPerAgentBytes: { rss: perAgentRss, heap: median(heapPerAgent) },
+    relayPerAgentBytes: { rss: perAgentRss, heap: quantile(heapPerAgent, 0.5) },
     relayPerAgentBatchesBytes: rssPerAgent,
     relayPerStreamBytes: { rss: round((withStreams.rss - beforeStreams.rss) / streamCount, 0), heap: round((withStreams.heapUsed - beforeStreams.heapUsed) / streamCount, 0) },
     bare: { baselineRss: bareBaseline, withWssRss: withWss, withTlsRss: withTls, perWssBytes: perWss, perTlsBytes: perTlsRss, perTlsBatchesBytes: perTls },
     perAgentAboveBareTlsBytes: perAgentRss - perTlsRss,
   };
-}
-
-function median(xs: number[]): number {
-  const sorted = [...xs].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid]! : round((sorted[mid - 1]! + sorted[mid]!) / 2, 0);
 }
 
 /** Batches of idle agents (and of bare TLS connections) measured; the figures are their medians. */

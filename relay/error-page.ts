@@ -76,6 +76,11 @@ const WORDING: Partial<Record<ErrorCode, Wording>> = {
     message: (c) => `The request is malformed or ambiguous${c.detail ? `: ${c.detail}` : ''}.`,
     action: () => 'Send the request again without the ambiguity; browsers never send such requests.',
   },
+  ERR_WARREN_HEADERS_TOO_LARGE: {
+    title: 'Request too large',
+    message: (c) => `The request head is too large${c.detail ? `: ${c.detail}` : ''}.`,
+    action: () => 'Send fewer or smaller headers (cookies are the usual cause: clear this site\'s cookies).',
+  },
   ERR_WARREN_UNAUTHORIZED: {
     title: 'Private preview',
     message: (c) => `${cap(port(c))} of ${tunnel(c)} is private and opens only with a viewer token${c.detail ? `: ${c.detail}` : ''}.`,

@@ -4,9 +4,15 @@
  *
  * Both ways the proxy removes hop-by-hop headers (RFC 9110 section 7.6.1): Connection,
  * Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade, Proxy-Authorization,
- * Proxy-Authenticate and every header named in Connection. Toward the app it also removes every
- * `X-Forwarded-*`, `Forwarded` and `X-Warren-*` header from outside, then adds its own
- * X-Forwarded-For, X-Forwarded-Proto and X-Forwarded-Host (replaced, never appended).
+ * Proxy-Authenticate and every header named in Connection. Toward the app it also removes:
+ * - every header whose name holds `_` (as nginx does by default): CGI, WSGI, PHP and Rack fold
+ *   `_` and `-` into one name (`HTTP_X_WARREN_VIEWER`), so `X_Warren_Viewer` would pass for the
+ *   relay's own header there;
+ * - every `X-Forwarded-*`, `Forwarded` and `X-Warren-*` header, and the client-address headers
+ *   other proxies set (CLIENT_ADDRESS_HEADERS), from outside;
+ * - `Expect` (the relay has answered `100-continue` itself, and frames the body it forwards);
+ * then adds its own X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host and X-Real-IP (replaced,
+ * never appended). docs/SECURITY.md lists the headers an app can trust.
  */
 
 /** Hop-by-hop header names, lower case. */
@@ -20,6 +26,23 @@ export const HOP_BY_HOP_HEADERS: ReadonlySet<string> = new Set([
   'upgrade',
   'proxy-authorization',
   'proxy-authenticate',
+]);
+
+/**
+ * Client-address headers that proxies and CDNs set, lower case: never forwarded from outside, so
+ * an app that reads any of them sees either nothing or (X-Real-IP) the relay's own value.
+ */
+export const CLIENT_ADDRESS_HEADERS: ReadonlySet<string> = new Set([
+  'x-real-ip',
+  'client-ip',
+  'true-client-ip',
+  'x-client-ip',
+  'x-cluster-client-ip',
+  'cf-connecting-ip',
+  'fastly-client-ip',
+  'x-originating-ip',
+  'x-remote-ip',
+  'x-remote-addr',
 ]);
 
 /** Names a Connection header may not remove: the proxy decides routing and framing itself. */
@@ -51,9 +74,9 @@ export function connectionTokens(raw: readonly string[]): Set<string> {
   return tokens;
 }
 
-/** True for names this proxy never forwards toward the app. */
+/** True for names (lower case) this proxy never forwards toward the app. */
 function isForeignProxyHeader(name: string): boolean {
-  return name === 'forwarded' || name.startsWith('x-forwarded-') || name.startsWith('x-warren-');
+  return name.includes('_') || name === 'forwarded' || name === 'expect' || name.startsWith('x-forwarded-') || name.startsWith('x-warren-') || CLIENT_ADDRESS_HEADERS.has(name);
 }
 
 /** Writes an IPv4-mapped IPv6 address (`::ffff:10.0.0.1`) as plain IPv4. */
@@ -65,8 +88,9 @@ export function clientAddress(address: string | undefined): string {
 
 /**
  * Builds the raw header list sent to the app. Keeps every end-to-end header in its original order
- * and case (including Host), drops hop-by-hop and foreign proxy headers and Content-Length, then
- * appends X-Forwarded-For/Proto/Host, the body framing and `Connection: keep-alive`. For upgrades,
+ * and case (including Host), drops hop-by-hop and foreign proxy headers, names with `_`, Expect
+ * and Content-Length, then appends X-Forwarded-For/Proto/Host, X-Real-IP, the body framing and
+ * `Connection: keep-alive`. For upgrades,
  * `upgrade` is the client's Upgrade value and the list ends with `Connection: Upgrade` and
  * `Upgrade: <value>` instead.
  */
@@ -83,6 +107,7 @@ export function requestHeadersForApp(raw: readonly string[], forwarded: Forwarde
     'X-Forwarded-For', clientAddress(forwarded.remoteAddress),
     'X-Forwarded-Proto', forwarded.secure ? 'https' : 'http',
     'X-Forwarded-Host', forwarded.host,
+    'X-Real-IP', clientAddress(forwarded.remoteAddress),
   );
   if (framing.kind === 'length') out.push('Content-Length', framing.length);
   else if (framing.kind === 'chunked') out.push('Transfer-Encoding', 'chunked');

@@ -8,12 +8,15 @@
  * What is shared is only the connection to the app: every request is still parsed, checked and
  * re-serialized by the relay on its own (preview-guard.ts, preview-headers.ts), so no byte from one
  * browser connection is ever forwarded as part of another's request. A stream is reused only after
- * a complete response to a completely sent request; anything else destroys it.
+ * a complete response, framed by its own head (preview.ts), to a completely sent request; anything
+ * else destroys it. The other way, no byte of the app's is taken as the answer to a later request
+ * unless it came after that request: a stream on which the app sends anything while it is idle (a
+ * second response, a body after a HEAD answer) is destroyed, never handed to the next request.
  *
  * Idle streams are closed after POOL_IDLE_MS, when the app closes its side, and at once when their
  * route goes away (release(): the agent's session is draining, replaced or closed).
  */
-import { Agent, type ClientRequestArgs } from 'node:http';
+import { Agent, type ClientRequest, type ClientRequestArgs } from 'node:http';
 import type { Duplex } from 'node:stream';
 
 /**
@@ -45,6 +48,11 @@ function asPoolable(stream: Duplex): Duplex {
   return s;
 }
 
+/** A byte from the app on an idle stream answers no request: the stream is never used again. */
+function destroyOnIdleData(this: Duplex): void {
+  this.destroy();
+}
+
 /** An http.Agent whose connections are streams opened by `open`. */
 class StreamAgent extends Agent {
   /** Set by release(): streams that finish an exchange are closed instead of kept. */
@@ -71,7 +79,18 @@ class StreamAgent extends Agent {
   }
 
   override keepSocketAlive(socket: Duplex): boolean {
-    return !this.released && !socket.destroyed && (super.keepSocketAlive(socket) as unknown as boolean);
+    // Bytes already waiting: the app answered more than it was asked.
+    if (this.released || socket.destroyed || socket.readableLength > 0 || !(super.keepSocketAlive(socket) as unknown as boolean)) return false;
+    socket.on('data', destroyOnIdleData);
+    return true;
+  }
+
+  override reuseSocket(socket: Duplex, request: ClientRequest): void {
+    socket.removeListener('data', destroyOnIdleData);
+    // Bytes that arrived while the stream was idle would be read as this request's answer: the
+    // request fails on the destroyed stream instead (and a GET is sent again on a new one).
+    if (socket.readableLength > 0) socket.destroy();
+    super.reuseSocket(socket, request);
   }
 
   /** Closes the idle streams; with `before`, only those idle since before that time. */

@@ -14,6 +14,7 @@ import { InvalidArgumentError, type ErrorCode } from '../protocol/errors.js';
 import { renderErrorAnswer } from './error-page.js';
 import { flattenHeaders, serializeResponseHead } from './preview-headers.js';
 import type { PreviewProxy } from './preview.js';
+import { PREVIEW_MAX_HEADERS_COUNT } from './preview-guard.js';
 
 /** Timeouts for preview listeners, in milliseconds. */
 export interface PreviewServerTimeouts {
@@ -84,12 +85,10 @@ export function onPreviewClientError(err: Error & { code?: string }, socket: Dup
     return;
   }
   let code: ErrorCode = 'ERR_WARREN_BAD_REQUEST';
-  let status: number | undefined;
   if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') code = 'ERR_WARREN_TIMEOUT';
-  else if (err.code === 'HPE_HEADER_OVERFLOW') status = 431;
+  else if (err.code === 'HPE_HEADER_OVERFLOW') code = 'ERR_WARREN_HEADERS_TOO_LARGE';
   const answer = renderErrorAnswer(code, undefined, { retry: false });
-  const finalStatus = status ?? answer.status;
-  const head = serializeResponseHead(finalStatus, STATUS_CODES[finalStatus] ?? 'Error', [...flattenHeaders(answer.headers), 'Connection', 'close']);
+  const head = serializeResponseHead(answer.status, STATUS_CODES[answer.status] ?? 'Error', [...flattenHeaders(answer.headers), 'Connection', 'close']);
   socket.once('finish', () => socket.destroy());
   socket.end(Buffer.concat([Buffer.from(head, 'latin1'), answer.body]));
 }
@@ -102,6 +101,7 @@ export function createPreviewServer(proxy: PreviewProxy, options: PreviewServerO
   const { tls, ...timeouts } = options;
   const serverOptions = previewServerOptions(timeouts);
   const server = tls ? createHttpsServer({ ...tls, ...serverOptions }) : createHttpServer(serverOptions);
+  server.maxHeadersCount = PREVIEW_MAX_HEADERS_COUNT;
   server.on('request', (req, res) => proxy.handleRequest(req, res));
   server.on('upgrade', (req, socket: Duplex, head: Buffer) => proxy.handleUpgrade(req, socket, head));
   server.on('clientError', onPreviewClientError);

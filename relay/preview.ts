@@ -11,8 +11,14 @@
  * `101 Switching Protocols`.
  *
  * Header policy (see preview-headers.ts): raw header case and repeats are kept; hop-by-hop
- * headers are removed both ways; X-Forwarded-For/Proto/Host are replaced; X-Warren-* from
- * outside is removed. `Host` stays the preview host the browser used, not `localhost:PORT`:
+ * headers are removed both ways; X-Forwarded-For/Proto/Host and X-Real-IP are replaced;
+ * X-Warren-*, other proxies' client-address headers and every name with `_` from outside are
+ * removed.
+ *
+ * Framing: the relay frames every request toward the app itself (preview-guard.ts decides how),
+ * writes no body byte for a request it framed as bodiless, and returns a stream to its pool only
+ * after a response whose own head framed it (preview-pool.ts closes streams the app writes to while
+ * idle). `Host` stays the preview host the browser used, not `localhost:PORT`:
  * dev servers that check Host (Vite's allowedHosts) and apps that build absolute URLs need to see
  * the name the browser sees.
  *
@@ -198,13 +204,28 @@ export class PreviewProxy {
           if (!proxyRes.complete) fail(new WarrenError('ERR_WARREN_STREAM_CANCELLED', 'the app response ended early'));
         });
         if (res.destroyed) return;
+        // A head cut short by the client parser's count: the relay cannot see it whole.
+        if (proxyRes.rawHeaders.length / 2 > MAX_RESPONSE_HEADERS) {
+          fail(new WarrenError('ERR_WARREN_APP_RESPONSE', `the app answered with more than ${MAX_RESPONSE_HEADERS} header lines`));
+          return;
+        }
+        // The stream goes back to the pool only after a response whose end the relay knows from
+        // its own head (a length, chunked, or no body at all); anything else closes it.
+        // So does one that carried a chunked upload: an app that misreads chunked bodies would take
+        // the chunks for a next request, whose answer must not wait on the stream for another browser.
+        if (!selfFramed(req.method, proxyRes) || admitted.framing.kind === 'chunked') proxyReq.shouldKeepAlive = false;
         // An app that answers before the whole body arrived (413, 401): close the connection after
         // the answer rather than keep it alive with a half-read body on it.
         if (!req.complete) res.shouldKeepAlive = false;
         const headers = responseHeadersForClient(proxyRes.rawHeaders);
         const status = proxyRes.statusCode ?? 502;
-        if (proxyRes.statusMessage) res.writeHead(status, proxyRes.statusMessage, headers);
-        else res.writeHead(status, headers);
+        try {
+          if (proxyRes.statusMessage) res.writeHead(status, proxyRes.statusMessage, headers);
+          else res.writeHead(status, headers);
+        } catch {
+          fail(new WarrenError('ERR_WARREN_APP_RESPONSE', 'the app answered with a header the relay cannot forward'));
+          return;
+        }
         // A body of unknown length (chunked: event streams, long polls) may take its time: the
         // head goes at once. A body with a length leaves with the head, in one write.
         if (proxyRes.headers['content-length'] === undefined) res.flushHeaders();
@@ -216,7 +237,15 @@ export class PreviewProxy {
         if (!res.writableFinished || !proxyReq.writableFinished) proxyReq.destroy();
         if ('stream' in connection && !connection.stream.destroyed) connection.stream.destroy();
       });
-      req.pipe(proxyReq);
+      if (admitted.framing.kind !== 'none') {
+        req.pipe(proxyReq);
+        return;
+      }
+      // No framing, no body: nothing of this connection but the re-serialized head reaches the
+      // app. Bytes of a body here would mean Node's parser framed the request with something the
+      // guard did not see; they are never written anywhere, and the connection goes.
+      proxyReq.end();
+      if (!req.complete) req.on('data', () => this.unframedBody(req, proxyReq, admitted));
     };
     send(connection, false);
   }
@@ -355,18 +384,29 @@ export class PreviewProxy {
    */
   private requestOverStream(connection: StreamConnection, req: IncomingMessage, admitted: AdmittedRequest, headers: string[]): ClientRequest | null {
     try {
-      return httpRequest({
+      const proxyReq = httpRequest({
         ...('stream' in connection ? { createConnection: () => connection.stream } : { agent: connection.agent }),
         method: req.method ?? 'GET',
         path: admitted.path,
         headers,
         setHost: false,
       });
+      // One line more than the relay accepts, so that a longer head shows as one (see handleRequest).
+      proxyReq.maxHeadersCount = MAX_RESPONSE_HEADERS + 1;
+      return proxyReq;
     } catch (err) {
       this.log.debug({ tunnelId: admitted.target.tunnelId, port: admitted.target.port, err: (err as Error).message }, 'preview request not forwardable');
       if ('stream' in connection) connection.stream.destroy();
       return null;
     }
+  }
+
+  /** Body bytes on a request the relay framed as bodiless: nothing is forwarded and the connection goes. */
+  private unframedBody(req: IncomingMessage, proxyReq: ClientRequest, admitted: AdmittedRequest): void {
+    if (req.socket.destroyed) return;
+    this.log.warn({ tunnelId: admitted.target.tunnelId, port: admitted.target.port, code: 'ERR_WARREN_BAD_REQUEST' }, 'preview request carried a body it did not frame; connection closed');
+    proxyReq.destroy();
+    req.socket.destroy();
   }
 
   /** The guard's checks, with plain connections counted as TLS when a front end terminated it. */
@@ -399,6 +439,24 @@ export class PreviewProxy {
   private sendRawError(req: IncomingMessage, socket: Duplex, code: ErrorCode, context: ErrorContext): void {
     sendRawAnswer(socket, renderErrorAnswer(code, req.headers.accept, context));
   }
+}
+
+/**
+ * Most header lines of an app's response the relay forwards; a response with more is answered
+ * 502 (ERR_WARREN_APP_RESPONSE) and its stream closed.
+ */
+export const MAX_RESPONSE_HEADERS = 500;
+
+/**
+ * True when a response's own head says where it ends: no body (HEAD, 1xx, 204, 304), one
+ * Content-Length, or chunked. A response read until close is never followed by another.
+ */
+function selfFramed(method: string | undefined, res: IncomingMessage): boolean {
+  const status = res.statusCode ?? 0;
+  if (method === 'HEAD' || status < 200 || status === 204 || status === 304) return true;
+  const te = res.headers['transfer-encoding'];
+  if (te !== undefined) return /(?:^|,)[ \t]*chunked[ \t]*$/i.test(te);
+  return res.headers['content-length'] !== undefined;
 }
 
 /** True while a request body is still arriving. */

@@ -36,6 +36,7 @@ import { acceptClient, serveClientSession } from './clients.js';
 import { TcpEndpoints } from './tcp-endpoints.js';
 import { PreviewProxy } from './preview.js';
 import { parsePreviewHost } from './preview-host.js';
+import { PREVIEW_MAX_HEADERS_COUNT } from './preview-guard.js';
 import { renderErrorAnswer } from './error-page.js';
 import { flattenHeaders, serializeResponseHead } from './preview-headers.js';
 import { onPreviewClientError, PREVIEW_SERVER_DEFAULTS, previewServerOptions } from './preview-server.js';
@@ -216,6 +217,8 @@ export class Relay {
   private setUp(server: HttpServer | HttpsServer, secure: boolean): void {
     // A connection where nothing moves (a client that stopped reading) is closed after this.
     server.timeout = this.options.timeouts?.idleMs ?? 10 * 60_000;
+    // The guard must see every header line the parser frames the request with (preview-guard.ts).
+    server.maxHeadersCount = PREVIEW_MAX_HEADERS_COUNT;
     server.on('request', (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res, secure));
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head, secure));
     server.on('clientError', onPreviewClientError);

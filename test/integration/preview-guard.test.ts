@@ -153,6 +153,6 @@ t.test('a header block too large for Node gets 431 with a code', async (t) => {
   const { backend, port } = await startProxy(t);
   const raw = await rawExchange(port, `GET / HTTP/1.1\r\nHost: ${HOST}\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`);
   t.match(raw, /^HTTP\/1\.1 431 /);
-  t.match(raw, /X-Warren-Error: ERR_WARREN_BAD_REQUEST/);
+  t.match(raw, /X-Warren-Error: ERR_WARREN_HEADERS_TOO_LARGE/);
   t.equal(backend.calls.length, 0);
 });

@@ -205,3 +205,17 @@ function verifySignature(data: Buffer, key: KeyObject, signature: Buffer): boole
     return false;
   }
 }
+
+/** What verifying a relay's tokens needs: its keys, its audience and its revocations. */
+export interface TokenPolicy {
+  keys: TrustedKeys;
+  audience: string;
+  now?: () => number;
+  isRevoked?: (jti: string) => boolean;
+}
+
+/** Verifies a token for one of `roles` under `policy`; the thrown TokenError's code says why it was refused. */
+export function verifyFor(policy: TokenPolicy, token: string, roles: WarrenClaims['role'][]): WarrenClaims {
+  if (token === '') throw new TokenError('ERR_WARREN_TOKEN_MISSING', 'no token was presented in HELLO');
+  return verifyToken(token, { keys: policy.keys, audience: policy.audience, roles, now: policy.now, isRevoked: policy.isRevoked });
+}

@@ -115,6 +115,11 @@ export interface WarrenErrorOptions {
 }
 
 /** The base of every error Warren raises: a stable `code`, its wire number and a retry decision. */
+/** The Warren code of any thrown value: a WarrenError's own, ERR_WARREN_INTERNAL for anything else. */
+export function errorCode(err: unknown): ErrorCode {
+  return err instanceof WarrenError ? err.code : 'ERR_WARREN_INTERNAL';
+}
+
 export class WarrenError extends Error {
   readonly code: ErrorCode;
   readonly wireCode: number;

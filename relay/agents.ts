@@ -5,9 +5,8 @@
  */
 import { z } from 'zod';
 import { once } from 'node:events';
-import { ConnectionError, TokenError, WarrenError, type ClientHello, type Session } from '../protocol/index.js';
-import { verifyToken, type WarrenClaims } from '../certs/token.js';
-import type { TrustedKeys } from '../certs/keys.js';
+import { ConnectionError, WarrenError, type ClientHello, type Session } from '../protocol/index.js';
+import { verifyFor, type TokenPolicy } from '../certs/token.js';
 import type { ExposedPort, TunnelRegistry } from './registry.js';
 import type { TcpEndpoints } from './tcp-endpoints.js';
 
@@ -30,20 +29,6 @@ const agentAppSchema = z.object({
 
 /** The agent's HELLO `app` fields, validated. */
 export type AgentRequest = z.infer<typeof agentAppSchema>;
-
-/** What verifying a token needs. */
-export interface TokenPolicy {
-  keys: TrustedKeys;
-  audience: string;
-  now?: () => number;
-  isRevoked?: (jti: string) => boolean;
-}
-
-/** Verifies a token for a role; the thrown TokenError's code says why it was refused. */
-export function verifyFor(policy: TokenPolicy, token: string, roles: WarrenClaims['role'][]): WarrenClaims {
-  if (token === '') throw new TokenError('ERR_WARREN_TOKEN_MISSING', 'no token was presented in HELLO');
-  return verifyToken(token, { keys: policy.keys, audience: policy.audience, roles, now: policy.now, isRevoked: policy.isRevoked });
-}
 
 /** Parses the agent's requested ports; ERR_WARREN_HANDSHAKE when malformed. */
 export function parseAgentRequest(app: Record<string, unknown>): AgentRequest {

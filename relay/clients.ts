@@ -7,8 +7,8 @@
 import { z } from 'zod';
 import { ProtocolError, TokenBucket, WarrenError, type ClientHello, type ErrorCode, type MuxStream, type Session } from '../protocol/index.js';
 import type { WarrenClaims } from '../certs/token.js';
-import { verifyFor, type TokenPolicy } from './agents.js';
-import type { TunnelRegistry } from './registry.js';
+import { verifyFor, type TokenPolicy } from '../certs/token.js';
+import type { Router } from './router.js';
 import { joinStreams } from '../common/join.js';
 
 const clientAppSchema = z.object({
@@ -24,8 +24,11 @@ export interface ClientWelcome extends Record<string, unknown> {
   online: boolean;
 }
 
-/** Verifies a client's HELLO; throws the refusal (sent as GOAWAY) without touching any tunnel. */
-export function acceptClient(policy: TokenPolicy, registry: TunnelRegistry, hello: ClientHello): { claims: WarrenClaims; welcome: ClientWelcome } {
+/**
+ * Verifies a client's HELLO; throws the refusal (sent as GOAWAY) without touching any tunnel.
+ * `online` tells whether the tunnel can be reached now, for the welcome.
+ */
+export function acceptClient(policy: TokenPolicy, online: (tunnelId: string) => boolean, hello: ClientHello): { claims: WarrenClaims; welcome: ClientWelcome } {
   const claims = verifyFor(policy, hello.token, ['client']);
   const parsed = clientAppSchema.safeParse(hello.app);
   if (!parsed.success) throw new WarrenError('ERR_WARREN_HANDSHAKE', `bad client HELLO: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
@@ -36,17 +39,11 @@ export function acceptClient(policy: TokenPolicy, registry: TunnelRegistry, hell
   const allowed = new Set(claims.ports);
   const denied = app.ports.filter((p) => !allowed.has(p));
   if (denied.length > 0) throw new WarrenError('ERR_WARREN_FORBIDDEN', `the client token allows ports ${claims.ports.join(', ')}, not ${denied.join(', ')}`);
-  return { claims, welcome: { tunnel: claims.sub, ports: [...claims.ports], online: registry.get(claims.sub) !== undefined } };
+  return { claims, welcome: { tunnel: claims.sub, ports: [...claims.ports], online: online(claims.sub) } };
 }
 
-/** Serves a client session: every stream is checked against the token and joined to the agent. */
-export function serveClientSession(
-  session: Session,
-  claims: WarrenClaims,
-  registry: TunnelRegistry,
-  remoteAddress: string | undefined,
-  open: (tunnelId: string, port: number, metadata: Record<string, string>) => MuxStream = (t, p, m) => registry.openStream(t, p, m),
-): void {
+/** Serves a client session: every stream is checked against the token and joined to a stream the router opens. */
+export function serveClientSession(session: Session, claims: WarrenClaims, router: Router, remoteAddress: string | undefined): void {
   const allowed = new Set(claims.ports);
   // Refusing a stream costs the relay a stream and an RST, answered even when the client reads
   // nothing: refusals spend the session's reset budget, as the protocol's own refusals do.
@@ -60,7 +57,7 @@ export function serveClientSession(
     if (!allowed.has(stream.port)) return refuse(stream, 'ERR_WARREN_FORBIDDEN', `the client token does not allow port ${stream.port}`);
     let upstream: MuxStream;
     try {
-      upstream = open(claims.sub, stream.port, { src: 'client', ip: remoteAddress ?? '' });
+      upstream = router.open({ tunnelId: claims.sub, port: stream.port, kind: 'client', clientAddress: remoteAddress ?? '' });
     } catch (err) {
       const e = err instanceof WarrenError ? err : new WarrenError('ERR_WARREN_INTERNAL', String(err));
       return refuse(stream, e.code, e.message);

@@ -1,10 +1,10 @@
 /**
- * The in-process tunnel directory: which agent session serves which tunnel id. One entry per
- * tunnel; a second agent registering the same tunnel replaces the first, which gets GOAWAY
- * (ERR_WARREN_TUNNEL_REPLACED) and keeps only the streams it already carries. A fleet of relays
- * will put a shared directory (NATS) behind the same interface.
+ * The tunnels whose agents are connected to this relay: which agent session serves which tunnel
+ * id. One entry per tunnel; a second agent registering the same tunnel replaces the first, which
+ * gets GOAWAY (ERR_WARREN_TUNNEL_REPLACED) and keeps only the streams it already carries. Streams
+ * are opened through the router (router.ts), whose LocalRoutes reads this registry.
  */
-import { WarrenError, type MuxStream, type Session } from '../protocol/index.js';
+import type { Session } from '../protocol/index.js';
 import { emitterListener } from '../common/listener.js';
 
 /** How one port of a tunnel is exposed. */
@@ -83,36 +83,5 @@ export class TunnelRegistry {
   /** Number of connected tunnels. */
   get size(): number {
     return this.tunnels.size;
-  }
-
-  /**
-   * The session that serves `port` of `tunnelId` now, with the same checks and errors as
-   * openStream() (a session going away counts as offline); nothing is opened.
-   */
-  route(tunnelId: string, port: number): Session {
-    const entry = this.tunnels.get(tunnelId);
-    if (!entry || entry.session.closed) throw new WarrenError('ERR_WARREN_TUNNEL_OFFLINE', `tunnel ${tunnelId} is not connected`);
-    if (!exposedPort(entry, port)) throw new WarrenError('ERR_WARREN_PORT_NOT_EXPOSED', `tunnel ${tunnelId} does not expose port ${port}`);
-    if (entry.session.goAwayReceived || entry.session.goingAway) throw new WarrenError('ERR_WARREN_TUNNEL_OFFLINE', `tunnel ${tunnelId} is reconnecting`);
-    return entry.session;
-  }
-
-  /**
-   * Opens a stream to `port` of `tunnelId`. Throws ERR_WARREN_TUNNEL_OFFLINE when no agent holds
-   * the tunnel and ERR_WARREN_PORT_NOT_EXPOSED when the agent does not expose the port.
-   */
-  openStream(tunnelId: string, port: number, metadata: Record<string, string>): MuxStream {
-    const entry = this.tunnels.get(tunnelId);
-    if (!entry || entry.session.closed) throw new WarrenError('ERR_WARREN_TUNNEL_OFFLINE', `tunnel ${tunnelId} is not connected`);
-    if (!exposedPort(entry, port)) throw new WarrenError('ERR_WARREN_PORT_NOT_EXPOSED', `tunnel ${tunnelId} does not expose port ${port}`);
-    try {
-      return entry.session.open(port, metadata);
-    } catch (err) {
-      // The session is going away (replaced or draining): for the caller the tunnel is offline for now.
-      if (err instanceof WarrenError && (err.code === 'ERR_WARREN_GOING_AWAY' || err.code === 'ERR_WARREN_SESSION_CLOSED')) {
-        throw new WarrenError('ERR_WARREN_TUNNEL_OFFLINE', `tunnel ${tunnelId} is reconnecting`, { cause: err });
-      }
-      throw err;
-    }
   }
 }

@@ -26,8 +26,8 @@ export interface TcpEndpointOptions {
   logger?: Logger;
   /** How long an endpoint outlives its agent's session, waiting for a reconnect; default 60 s. */
   lingerMs?: number;
-  /** Opens the stream for a connection (throws the routing error); default registry.openStream. */
-  openStream?: (tunnelId: string, port: number, ip: string) => Duplex;
+  /** Opens the stream for a connection from `ip` (throws the routing error): the relay's router. */
+  openStream: (tunnelId: string, port: number, ip: string) => Duplex;
   /** Told the fate of every connection, for metrics. */
   onConnection?: (result: 'accepted' | 'denied' | 'offline') => void;
 }
@@ -159,7 +159,7 @@ export class TcpEndpoints {
     }
     let stream: Duplex;
     try {
-      stream = this.options.openStream ? this.options.openStream(ep.tunnelId, ep.port, remote) : this.options.registry.openStream(ep.tunnelId, ep.port, { src: 'tcp', ip: remote });
+      stream = this.options.openStream(ep.tunnelId, ep.port, remote);
     } catch {
       this.options.onConnection?.('offline');
       socket.destroy();

@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import t from 'tap';
 import type { Page } from 'playwright-core';
-import { ERROR_PAGE_RETRY_SECONDS } from '../../relay/error-page.js';
+import { ERROR_PAGE_RETRY_SECONDS } from '../../relay/preview/error-page.js';
 import { freePort } from '../helpers/apps.js';
 import { launchBrowser, waitForText } from '../helpers/browser.js';
 import { makeTestIdentity } from '../helpers/identity.js';

@@ -16,9 +16,9 @@ import { join } from 'node:path';
 import { Duplex } from 'node:stream';
 import type { Test } from 'tap';
 import { WarrenError } from '../../protocol/errors.js';
-import type { PreviewBackend, PreviewStreamInfo, PreviewTarget } from '../../relay/preview.js';
-import { PreviewProxy } from '../../relay/preview.js';
-import { createPreviewServer, type PreviewServerOptions } from '../../relay/preview-server.js';
+import type { PreviewBackend, PreviewStreamInfo, PreviewTarget } from '../../relay/preview/proxy.js';
+import { PreviewProxy } from '../../relay/preview/proxy.js';
+import { createPreviewListener, type PreviewListenerOptions } from '../../relay/preview/listener.js';
 
 /** The preview domain every suite uses. */
 export const DOMAIN = 'preview.test';
@@ -139,11 +139,11 @@ export interface ProxyFixture {
   port: number;
 }
 
-/** Starts a preview server (HTTP unless options.tls) for a fresh LoopbackBackend. */
-export async function startProxy(t: Test, options: PreviewServerOptions = {}, proxyOptions: { tlsTerminatedInFront?: boolean } = {}): Promise<ProxyFixture> {
+/** Starts the relay's preview listener (HTTP unless options.tls) for a proxy with a fresh LoopbackBackend. */
+export async function startProxy(t: Test, options: PreviewListenerOptions = {}, proxyOptions: { tlsTerminatedInFront?: boolean } = {}): Promise<ProxyFixture> {
   const backend = new LoopbackBackend();
   const proxy = new PreviewProxy({ domain: DOMAIN, backend, ...proxyOptions });
-  const server = createPreviewServer(proxy, options);
+  const server = createPreviewListener({ request: (req, res) => proxy.handleRequest(req, res), upgrade: (req, socket, head) => proxy.handleUpgrade(req, socket, head) }, options);
   closeOnTeardown(t, server);
   return { backend, proxy, server, port: await listen(server) };
 }

@@ -10,7 +10,7 @@ import { request as httpRequest, type IncomingHttpHeaders, type IncomingMessage 
 import { request as httpsRequest } from 'node:https';
 import t from 'tap';
 import type { PortSpec } from '../../agent/agent.js';
-import { JWKS_PATH, VIEWER_TOKEN_TTL_SECONDS } from '../../relay/viewer-token.js';
+import { JWKS_PATH, VIEWER_TOKEN_TTL_SECONDS } from '../../relay/preview/viewer-token.js';
 import { startEchoApp, type SeenRequest } from '../helpers/apps.js';
 import { makeTestIdentity } from '../helpers/identity.js';
 import { INPROCESS_DOMAIN, startAgent, startRelay } from '../helpers/inprocess.js';

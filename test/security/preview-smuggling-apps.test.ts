@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import fc from 'fast-check';
 import t, { type Test } from 'tap';
-import { MAX_REQUEST_HEADERS } from '../../relay/preview-guard.js';
+import { MAX_REQUEST_HEADERS } from '../../relay/preview/guard.js';
 import { freePort } from '../helpers/apps.js';
 import { startAgentProcess, startRelayProcess, previewRequest, TEST_DOMAIN } from '../helpers/cluster.js';
 import { makeTestIdentity } from '../helpers/identity.js';
@@ -69,8 +69,8 @@ const POISON = response('POISON: an answer nobody asked for');
 
 /**
  * A TCP app that reads request heads (no bodies) and answers each by its path: `/double` with two
- * responses in one write, `/double-late` with a second one 20 ms after the first, `/idle` with
- * one now and another when the test calls poisonIdle(), `HEAD
+ * responses in one write, `/idle` with one now and another when the test calls poisonIdle()
+ * (while the stream is idle in the relay's pool), `HEAD
  * /head-body` with a body that is itself a response, `/many-headers` with 600 header lines,
  * `/bare-cr` with a bare CR inside a header; anything else with its own path as the body.
  */
@@ -90,10 +90,7 @@ async function startRawApp(): Promise<{ port: number; requests: string[]; poison
         buffered = buffered.slice(end + 4);
         requests.push(`${method} ${path}`);
         if (path === '/double') socket.write(response('first') + POISON);
-        else if (path === '/double-late') {
-          socket.write(response('first'));
-          setTimeout(() => socket.writable && socket.write(POISON), 20);
-        } else if (method === 'HEAD' && path === '/head-body') socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${POISON.length}\r\n\r\n${POISON}`);
+        else if (method === 'HEAD' && path === '/head-body') socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${POISON.length}\r\n\r\n${POISON}`);
         else if (path === '/many-headers') socket.write(`HTTP/1.1 200 OK\r\n${'X-A: 1\r\n'.repeat(600)}Content-Length: ${POISON.length}\r\n\r\n${POISON}`);
         else if (path === '/idle') {
           idle = socket;
@@ -385,10 +382,12 @@ t.test('a WebSocket upgrade carries only the relay\'s identity and address heade
   }
 });
 
+// (An app that writes an unasked-for response at the moment the relay sends the next request on that
+// stream answers that request with it: no proxy that reuses connections can tell. Only the app's
+// own viewers see the app's own bytes; docs/SECURITY.md says so.)
 t.test('an app that answers more than it was asked poisons no other request', async (t) => {
   const cases: { path: string; method?: string; status: number }[] = [
     { path: '/double', status: 200 },
-    { path: '/double-late', status: 200 },
     { path: '/head-body', method: 'HEAD', status: 200 },
     { path: '/many-headers', status: 502 },
     { path: '/bare-cr', status: 502 },

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { ERRORS, type ErrorCode } from '../../protocol/errors.js';
-import { chooseErrorFormat, escapeHtml, renderErrorAnswer } from '../../relay/error-page.js';
+import { chooseErrorFormat, escapeHtml, renderErrorAnswer } from '../../relay/preview/error-page.js';
 
 const header = (answer: { headers: [string, string][] }, name: string): string | undefined =>
   answer.headers.find(([n]) => n.toLowerCase() === name.toLowerCase())?.[1];

@@ -1,20 +1,18 @@
 /**
- * An http.Server or https.Server that answers preview requests through a PreviewProxy, with
- * timeouts that close slow clients in seconds instead of Node's defaults (which let a slowloris
- * client hold a connection for about 90 s: `connectionsCheckingInterval` is the precision of
- * `headersTimeout` and `requestTimeout`).
- *
- * The same settings apply to a server built elsewhere (the relay's main listener) through
- * previewServerOptions(), since Node only reads them at construction.
+ * The listeners previews arrive on (the relay's TLS listener and its plain-HTTP one): an
+ * http.Server or https.Server with timeouts that close slow clients in seconds instead of Node's
+ * defaults (which let a slowloris client hold a connection for about 90 s:
+ * `connectionsCheckingInterval` is the precision of `headersTimeout` and `requestTimeout`), a
+ * header-count limit the guard can see (guard.ts), and coded answers for requests Node's parser
+ * refuses. The relay dispatches what arrives (previews to the PreviewProxy, its own endpoints
+ * elsewhere); tests hand everything to a proxy.
  */
-import { STATUS_CODES, createServer as createHttpServer, type Server as HttpServer, type ServerOptions as HttpServerOptions } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerOptions as HttpServerOptions, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https';
 import type { Duplex } from 'node:stream';
-import { InvalidArgumentError, type ErrorCode } from '../protocol/errors.js';
-import { renderErrorAnswer } from './error-page.js';
-import { flattenHeaders, serializeResponseHead } from './preview-headers.js';
-import type { PreviewProxy } from './preview.js';
-import { PREVIEW_MAX_HEADERS_COUNT } from './preview-guard.js';
+import { InvalidArgumentError, type ErrorCode } from '../../protocol/errors.js';
+import { renderErrorAnswer, sendRawAnswer } from './error-page.js';
+import { PREVIEW_MAX_HEADERS_COUNT } from './guard.js';
 
 /** Timeouts for preview listeners, in milliseconds. */
 export interface PreviewServerTimeouts {
@@ -26,12 +24,6 @@ export interface PreviewServerTimeouts {
   keepAliveTimeoutMs?: number;
   /** How often Node checks the two timeouts above (their precision). Default 1 s. */
   connectionsCheckingIntervalMs?: number;
-}
-
-/** Options for createPreviewServer. */
-export interface PreviewServerOptions extends PreviewServerTimeouts {
-  /** Certificate and key (and any other TLS option): when present the server is HTTPS. */
-  tls?: HttpsServerOptions;
 }
 
 /** Default timeouts of preview listeners. */
@@ -87,23 +79,41 @@ export function onPreviewClientError(err: Error & { code?: string }, socket: Dup
   let code: ErrorCode = 'ERR_WARREN_BAD_REQUEST';
   if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') code = 'ERR_WARREN_TIMEOUT';
   else if (err.code === 'HPE_HEADER_OVERFLOW') code = 'ERR_WARREN_HEADERS_TOO_LARGE';
-  const answer = renderErrorAnswer(code, undefined, { retry: false });
-  const head = serializeResponseHead(answer.status, STATUS_CODES[answer.status] ?? 'Error', [...flattenHeaders(answer.headers), 'Connection', 'close']);
-  socket.once('finish', () => socket.destroy());
-  socket.end(Buffer.concat([Buffer.from(head, 'latin1'), answer.body]));
+  sendRawAnswer(socket, renderErrorAnswer(code, undefined, { retry: false }));
+}
+
+/** Options of a preview listener. */
+export interface PreviewListenerOptions extends PreviewServerTimeouts {
+  /** Certificate, key and any other TLS option: when present the listener is HTTPS. */
+  tls?: HttpsServerOptions;
+  /** A connection where nothing moves either way for this long is closed; default 10 min. */
+  idleTimeoutMs?: number;
+}
+
+/** Where a preview listener sends what it receives. */
+export interface PreviewListenerHandlers {
+  request(req: IncomingMessage, res: ServerResponse): void;
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
 }
 
 /**
- * Creates a server whose every request and upgrade goes to `proxy`, with the preview timeouts
- * and coded answers for requests Node's parser refuses. The server is not listening yet.
+ * Creates a preview listener (not listening yet) that hands requests and upgrades to `handlers`,
+ * with the preview timeouts, a TLS handshake that must finish within the headers timeout, the
+ * guard's header-count limit and coded answers for requests Node's parser refuses. Throws
+ * InvalidArgumentError for bad timeouts (previewServerOptions).
  */
-export function createPreviewServer(proxy: PreviewProxy, options: PreviewServerOptions = {}): HttpServer | HttpsServer {
-  const { tls, ...timeouts } = options;
+export function createPreviewListener(handlers: PreviewListenerHandlers, options: PreviewListenerOptions = {}): HttpServer | HttpsServer {
+  const { tls, idleTimeoutMs, ...timeouts } = options;
   const serverOptions = previewServerOptions(timeouts);
-  const server = tls ? createHttpsServer({ ...tls, ...serverOptions }) : createHttpServer(serverOptions);
+  // A client that opens TCP and stalls in the TLS handshake (nothing sent, half a ClientHello) is
+  // closed after the headers timeout, not TLS's default of two minutes.
+  const server = tls ? createHttpsServer({ handshakeTimeout: serverOptions.headersTimeout, ...tls, ...serverOptions }) : createHttpServer(serverOptions);
+  // A connection where nothing moves (a client that stopped reading) is closed after this.
+  server.timeout = idleTimeoutMs ?? 10 * 60_000;
+  // The guard must see every header line the parser frames the request with (guard.ts).
   server.maxHeadersCount = PREVIEW_MAX_HEADERS_COUNT;
-  server.on('request', (req, res) => proxy.handleRequest(req, res));
-  server.on('upgrade', (req, socket: Duplex, head: Buffer) => proxy.handleUpgrade(req, socket, head));
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => handlers.request(req, res));
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => handlers.upgrade(req, socket, head));
   server.on('clientError', onPreviewClientError);
   return server;
 }

@@ -1,14 +1,12 @@
 /**
- * The raw-socket side of the preview proxy: what an upgrade request (WebSocket) needs once Node's
- * HTTP server has handed over the socket. The relay's own answers are written as a whole response
- * that closes the connection; an app's `101 Switching Protocols` turns the connection into a byte
- * pipe both ways.
+ * The raw-socket side of the preview proxy: an app's `101 Switching Protocols` turns an upgrade
+ * request's connection (WebSocket) into a byte pipe both ways. (The relay's own answers on a raw
+ * socket are written by error-page.ts's sendRawAnswer.)
  */
-import { STATUS_CODES, type IncomingMessage } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { Logger } from '../common/log.js';
-import type { ErrorAnswer } from './error-page.js';
-import { flattenHeaders, serializeResponseHead } from './preview-headers.js';
+import type { Logger } from '../../common/log.js';
+import { serializeResponseHead } from './headers.js';
 
 /**
  * Sends the app's 101 to the client, then joins the two byte streams with half-close. An upgraded
@@ -38,15 +36,4 @@ export function pipeUpgraded(socket: Duplex, app: Duplex, proxyRes: IncomingMess
   socket.on('close', () => app.destroy());
   app.pipe(socket);
   socket.pipe(app);
-}
-
-/** Writes one of the relay's own answers on a raw socket (upgrade requests) and closes it. */
-export function sendRawAnswer(socket: Duplex, answer: ErrorAnswer): void {
-  if (socket.destroyed || !socket.writable) {
-    socket.destroy();
-    return;
-  }
-  const raw = [...flattenHeaders(answer.headers), 'Connection', 'close'];
-  socket.once('finish', () => socket.destroy());
-  socket.end(Buffer.concat([Buffer.from(serializeResponseHead(answer.status, STATUS_CODES[answer.status] ?? 'Error', raw), 'latin1'), answer.body]));
 }

@@ -6,7 +6,10 @@
  * Nothing the client sent is echoed unescaped: the page shows only values the relay parsed
  * itself (tunnel id, port), and every value goes through escapeHtml anyway.
  */
-import { ERRORS, type ErrorCode } from '../protocol/errors.js';
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { ERRORS, type ErrorCode } from '../../protocol/errors.js';
+import { flattenHeaders, serializeResponseHead } from './headers.js';
 
 /** Seconds between automatic reloads of pages for errors that go away by themselves. */
 export const ERROR_PAGE_RETRY_SECONDS = 2;
@@ -137,11 +140,6 @@ export function chooseErrorFormat(accept: string | undefined): ErrorFormat {
   return 'text';
 }
 
-/** The one-line message for an error answer (also the JSON `message`). */
-export function errorMessage(code: ErrorCode, context: ErrorContext = {}): string {
-  return wordingFor(code).message(context);
-}
-
 function renderHtml(code: ErrorCode, status: number, context: ErrorContext, wording: Wording): string {
   const refresh = wording.retries && context.retry !== false
     ? `\n<meta http-equiv="refresh" content="${ERROR_PAGE_RETRY_SECONDS}">`
@@ -207,4 +205,19 @@ export function renderErrorAnswer(code: ErrorCode, accept: string | undefined, c
   if (format === 'html') headers.push(['Content-Security-Policy', "default-src 'none'; style-src 'unsafe-inline'"]);
   if (wording.retries) headers.push(['Retry-After', String(ERROR_PAGE_RETRY_SECONDS)]);
   return { status, headers, body: bytes };
+}
+
+/**
+ * Writes one of the relay's own answers on a raw socket (upgrade requests, requests Node's parser
+ * refused) with `Connection: close`, and closes it; a socket that can no longer be written is
+ * destroyed.
+ */
+export function sendRawAnswer(socket: Duplex, answer: ErrorAnswer): void {
+  if (socket.destroyed || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const raw = [...flattenHeaders(answer.headers), 'Connection', 'close'];
+  socket.once('finish', () => socket.destroy());
+  socket.end(Buffer.concat([Buffer.from(serializeResponseHead(answer.status, STATUS_CODES[answer.status] ?? 'Error', raw), 'latin1'), answer.body]));
 }

@@ -21,7 +21,7 @@
  * Relays of one fleet share a key (RelayOptions.previewSessionKey) to share sessions.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { InvalidArgumentError } from '../protocol/errors.js';
+import { InvalidArgumentError } from '../../protocol/errors.js';
 
 /** The name of the relay's session cookie on preview hosts. */
 export const VIEWER_SESSION_COOKIE = 'warren_session';

@@ -17,13 +17,13 @@
  * app receives `X-Warren-Viewer` and `X-Warren-Viewer-Token` (viewer-token.ts) instead.
  */
 import type { IncomingMessage } from 'node:http';
-import type { Logger } from '../common/log.js';
-import { silentLogger } from '../common/log.js';
-import type { WarrenClaims } from '../certs/token.js';
-import { TokenError, type ErrorCode } from '../protocol/errors.js';
-import { verifyFor, type TokenPolicy } from './agents.js';
+import type { Logger } from '../../common/log.js';
+import { silentLogger } from '../../common/log.js';
+import type { WarrenClaims } from '../../certs/token.js';
+import { TokenError, type ErrorCode } from '../../protocol/errors.js';
+import { verifyFor, type TokenPolicy } from '../../certs/token.js';
 import { renderErrorAnswer, type ErrorAnswer } from './error-page.js';
-import { normalizeHostname, type PreviewTarget } from './preview-host.js';
+import { normalizeHostname, type PreviewTarget } from './host.js';
 import { sessionSetCookie, takeSessionCookies, type ViewerSession, type ViewerSessions } from './viewer-session.js';
 import type { ViewerTokenSigner } from './viewer-token.js';
 

@@ -6,9 +6,9 @@
  * app on every request.
  *
  * What is shared is only the connection to the app: every request is still parsed, checked and
- * re-serialized by the relay on its own (preview-guard.ts, preview-headers.ts), so no byte from one
+ * re-serialized by the relay on its own (guard.ts, headers.ts), so no byte from one
  * browser connection is ever forwarded as part of another's request. A stream is reused only after
- * a complete response, framed by its own head (preview.ts), to a completely sent request; anything
+ * a complete response, framed by its own head (proxy.ts), to a completely sent request; anything
  * else destroys it. The other way, no byte of the app's is taken as the answer to a later request
  * unless it came after that request: a stream on which the app sends anything while it is idle (a
  * second response, a body after a HEAD answer) is destroyed, never handed to the next request.

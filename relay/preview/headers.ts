@@ -112,7 +112,7 @@ export function requestHeadersForApp(raw: readonly string[], forwarded: Forwarde
   if (framing.kind === 'length') out.push('Content-Length', framing.length);
   else if (framing.kind === 'chunked') out.push('Transfer-Encoding', 'chunked');
   // The proxy decides when a stream to the app ends: it keeps it for the next request after a
-  // complete exchange (preview-pool.ts), or destroys it. The app is told keep-alive so that it
+  // complete exchange (pool.ts), or destroys it. The app is told keep-alive so that it
   // never closes first: an app that answers early (413) and then closes with part of the body
   // unread resets the connection, which can destroy its own answer in flight.
   if (upgrade === undefined) out.push('Connection', 'keep-alive');

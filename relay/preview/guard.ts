@@ -19,8 +19,8 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { TLSSocket } from 'node:tls';
-import type { BodyFraming } from './preview-headers.js';
-import { normalizeHostname, parsePreviewHost, type PreviewTarget } from './preview-host.js';
+import type { BodyFraming } from './headers.js';
+import { normalizeHostname, parsePreviewHost, type PreviewTarget } from './host.js';
 
 /** A request that passed every check, with what the proxy needs to forward it. */
 export interface AdmittedRequest {

@@ -14,8 +14,8 @@
  * key in one set).
  */
 import { createPublicKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
-import { InvalidArgumentError } from '../protocol/errors.js';
-import { jwkThumbprint } from '../certs/keys.js';
+import { InvalidArgumentError } from '../../protocol/errors.js';
+import { jwkThumbprint } from '../../certs/keys.js';
 
 /** Where the relay serves its viewer-token keys (GET on the relay's own host). */
 export const JWKS_PATH = '/.well-known/warren/jwks.json';

@@ -4,41 +4,42 @@
  *
  * Requests go over byte streams from the backend (a multiplexed stream to the agent that behaves
  * like a TCP connection to the app) and Node's HTTP client speaks HTTP/1.1 over them. When the
- * backend names routes, streams are kept alive and reused per route and port (preview-pool.ts);
+ * backend names routes, streams are kept alive and reused per route and port (pool.ts);
  * otherwise each request gets a fresh stream. Bodies flow both ways as they arrive, with
  * backpressure and no buffering or compression, so chunked responses and Server-Sent Events reach
  * the browser as the app writes them. Upgrades (WebSocket) become an opaque byte pipe once the app answers
  * `101 Switching Protocols`.
  *
- * Header policy (see preview-headers.ts): raw header case and repeats are kept; hop-by-hop
+ * Header policy (see headers.ts): raw header case and repeats are kept; hop-by-hop
  * headers are removed both ways; X-Forwarded-For/Proto/Host and X-Real-IP are replaced;
  * X-Warren-*, other proxies' client-address headers and every name with `_` from outside are
  * removed.
  *
- * Framing: the relay frames every request toward the app itself (preview-guard.ts decides how),
+ * Framing: the relay frames every request toward the app itself (guard.ts decides how),
  * writes no body byte for a request it framed as bodiless, and returns a stream to its pool only
- * after a response whose own head framed it (preview-pool.ts closes streams the app writes to while
+ * after a response whose own head framed it (pool.ts closes streams the app writes to while
  * idle). `Host` stays the preview host the browser used, not `localhost:PORT`:
  * dev servers that check Host (Vite's allowedHosts) and apps that build absolute URLs need to see
  * the name the browser sees.
  *
- * Every request is checked (preview-guard.ts) before any stream is opened, then, when an access
- * policy is set, for a viewer's right to a private port (preview-auth.ts).
+ * Every request is checked (guard.ts) before any stream is opened, then, when an access
+ * policy is set, for a viewer's right to a private port (auth.ts).
  */
-import { request as httpRequest, type Agent as HttpAgent, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { Logger } from '../common/log.js';
-import { silentLogger } from '../common/log.js';
-import { ERRORS, InvalidArgumentError, WarrenError, type ErrorCode } from '../protocol/errors.js';
-import { renderErrorAnswer, type ErrorAnswer, type ErrorContext } from './error-page.js';
-import type { PreviewAccess } from './preview-auth.js';
-import { admitRequest, type AdmittedRequest } from './preview-guard.js';
-import { clientAddress, flattenHeaders, requestHeadersForApp, responseHeadersForClient, serializeResponseHead } from './preview-headers.js';
-import { normalizeHostname, type PreviewTarget } from './preview-host.js';
-import { StreamPools } from './preview-pool.js';
-import { pipeUpgraded, sendRawAnswer } from './preview-upgrade.js';
+import type { Logger } from '../../common/log.js';
+import { silentLogger } from '../../common/log.js';
+import { InvalidArgumentError, WarrenError, type ErrorCode } from '../../protocol/errors.js';
+import { renderErrorAnswer, sendRawAnswer, type ErrorAnswer, type ErrorContext } from './error-page.js';
+import type { PreviewAccess } from './auth.js';
+import { admitRequest, type AdmittedRequest } from './guard.js';
+import { clientAddress, flattenHeaders, requestHeadersForApp, responseHeadersForClient, serializeResponseHead } from './headers.js';
+import { codeOf, relayResponse, requestOverStream, type StreamConnection } from './exchange.js';
+import { normalizeHostname, type PreviewTarget } from './host.js';
+import { StreamPools } from './pool.js';
+import { pipeUpgraded } from './upgrade.js';
 
-export type { PreviewTarget } from './preview-host.js';
+export type { PreviewTarget } from './host.js';
 
 /** What the backend learns about the browser connection a stream is opened for. */
 export interface PreviewStreamInfo {
@@ -67,7 +68,7 @@ export interface PreviewBackend {
   /**
    * Optional: the route that serves `target` now (for the relay, the agent's session), checked as
    * openStream checks (throws the same routing errors). With it, streams to apps are kept alive
-   * and reused per route and port for later requests (preview-pool.ts); without it every request
+   * and reused per route and port for later requests (pool.ts); without it every request
    * opens its own stream. Upgrades always get their own stream.
    */
   route?(target: PreviewTarget): object;
@@ -95,26 +96,12 @@ export interface PreviewOptions {
   access?: PreviewAccess;
 }
 
-/** Where a request goes: a stream of its own, or the keep-alive pool of its route. */
-type StreamConnection = { stream: Duplex } | { key: object; agent: HttpAgent };
 
 /** What is forwarded of an admitted request after the access check. */
 interface Forwarded {
   admitted: AdmittedRequest;
   rawHeaders: readonly string[];
   extraHeaders: readonly string[];
-}
-
-/**
- * The code for an error raised by the backend, a stream or Node's HTTP client: a Warren code as
- * it is, a refused TCP connection (a backend that hands out plain sockets) as
- * ERR_WARREN_APP_UNREACHABLE, anything else as `fallback`.
- */
-function codeOf(err: unknown, fallback: ErrorCode): ErrorCode {
-  if (err instanceof WarrenError) return err.code;
-  const code = (err as { code?: unknown } | null)?.code;
-  if (code === 'ECONNREFUSED') return 'ERR_WARREN_APP_UNREACHABLE';
-  return typeof code === 'string' && code in ERRORS ? (code as ErrorCode) : fallback;
 }
 
 /** Answers preview requests by proxying them to apps through backend streams. */
@@ -168,7 +155,7 @@ export class PreviewProxy {
     // on a new stream: the app may have closed that idle connection just as the request left.
     const replayable = retry && admitted.framing.kind === 'none';
     const send = (connection: StreamConnection, replay: boolean): void => {
-      const proxyReq = this.requestOverStream(connection, req, forwarded.admitted, headers);
+      const proxyReq = requestOverStream(connection, req, forwarded.admitted.path, headers, this.log, admitted.target);
       if (proxyReq === null) {
         this.sendError(req, res, 'ERR_WARREN_BAD_REQUEST', { ...context, detail: 'the request cannot be forwarded as HTTP/1.1' });
         return;
@@ -203,33 +190,7 @@ export class PreviewProxy {
         proxyRes.on('close', () => {
           if (!proxyRes.complete) fail(new WarrenError('ERR_WARREN_STREAM_CANCELLED', 'the app response ended early'));
         });
-        if (res.destroyed) return;
-        // A head cut short by the client parser's count: the relay cannot see it whole.
-        if (proxyRes.rawHeaders.length / 2 > MAX_RESPONSE_HEADERS) {
-          fail(new WarrenError('ERR_WARREN_APP_RESPONSE', `the app answered with more than ${MAX_RESPONSE_HEADERS} header lines`));
-          return;
-        }
-        // The stream goes back to the pool only after a response whose end the relay knows from
-        // its own head (a length, chunked, or no body at all); anything else closes it.
-        // So does one that carried a chunked upload: an app that misreads chunked bodies would take
-        // the chunks for a next request, whose answer must not wait on the stream for another browser.
-        if (!selfFramed(req.method, proxyRes) || admitted.framing.kind === 'chunked') proxyReq.shouldKeepAlive = false;
-        // An app that answers before the whole body arrived (413, 401): close the connection after
-        // the answer rather than keep it alive with a half-read body on it.
-        if (!req.complete) res.shouldKeepAlive = false;
-        const headers = responseHeadersForClient(proxyRes.rawHeaders);
-        const status = proxyRes.statusCode ?? 502;
-        try {
-          if (proxyRes.statusMessage) res.writeHead(status, proxyRes.statusMessage, headers);
-          else res.writeHead(status, headers);
-        } catch {
-          fail(new WarrenError('ERR_WARREN_APP_RESPONSE', 'the app answered with a header the relay cannot forward'));
-          return;
-        }
-        // A body of unknown length (chunked: event streams, long polls) may take its time: the
-        // head goes at once. A body with a length leaves with the head, in one write.
-        if (proxyRes.headers['content-length'] === undefined) res.flushHeaders();
-        proxyRes.pipe(res);
+        relayResponse(req, res, proxyReq, proxyRes, admitted.framing, fail);
       });
       res.once('close', () => {
         // The answer is complete, or the browser went away. A pooled stream goes back to its pool
@@ -270,7 +231,7 @@ export class PreviewProxy {
     const stream = this.open(admitted, req, (code) => this.sendRawError(req, socket, code, context));
     if (stream === null) return;
     const headers = [...requestHeadersForApp(forwarded.rawHeaders, this.info(req, admitted), { kind: 'none' }, req.headers.upgrade ?? ''), ...forwarded.extraHeaders];
-    const proxyReq = this.requestOverStream({ stream }, req, forwarded.admitted, headers);
+    const proxyReq = requestOverStream({ stream }, req, forwarded.admitted.path, headers, this.log, admitted.target);
     if (proxyReq === null) {
       this.sendRawError(req, socket, 'ERR_WARREN_BAD_REQUEST', { ...context, detail: 'the request cannot be forwarded as HTTP/1.1' });
       return;
@@ -376,31 +337,6 @@ export class PreviewProxy {
     return { remoteAddress: clientAddress(req.socket.remoteAddress), secure: admitted.secure, host: admitted.host };
   }
 
-  /**
-   * Starts Node's HTTP client over the stream (one stream, one request; the stream is destroyed
-   * when the exchange ends, see handleRequest). `agent` must stay undefined: with `agent: false` Node 20 builds a fresh
-   * Agent that ignores `createConnection` and dials host:port itself. Returns null, with the
-   * stream destroyed, when Node's client refuses the method, path or a header value.
-   */
-  private requestOverStream(connection: StreamConnection, req: IncomingMessage, admitted: AdmittedRequest, headers: string[]): ClientRequest | null {
-    try {
-      const proxyReq = httpRequest({
-        ...('stream' in connection ? { createConnection: () => connection.stream } : { agent: connection.agent }),
-        method: req.method ?? 'GET',
-        path: admitted.path,
-        headers,
-        setHost: false,
-      });
-      // One line more than the relay accepts, so that a longer head shows as one (see handleRequest).
-      proxyReq.maxHeadersCount = MAX_RESPONSE_HEADERS + 1;
-      return proxyReq;
-    } catch (err) {
-      this.log.debug({ tunnelId: admitted.target.tunnelId, port: admitted.target.port, err: (err as Error).message }, 'preview request not forwardable');
-      if ('stream' in connection) connection.stream.destroy();
-      return null;
-    }
-  }
-
   /** Body bytes on a request the relay framed as bodiless: nothing is forwarded and the connection goes. */
   private unframedBody(req: IncomingMessage, proxyReq: ClientRequest, admitted: AdmittedRequest): void {
     if (req.socket.destroyed) return;
@@ -439,24 +375,6 @@ export class PreviewProxy {
   private sendRawError(req: IncomingMessage, socket: Duplex, code: ErrorCode, context: ErrorContext): void {
     sendRawAnswer(socket, renderErrorAnswer(code, req.headers.accept, context));
   }
-}
-
-/**
- * Most header lines of an app's response the relay forwards; a response with more is answered
- * 502 (ERR_WARREN_APP_RESPONSE) and its stream closed.
- */
-export const MAX_RESPONSE_HEADERS = 500;
-
-/**
- * True when a response's own head says where it ends: no body (HEAD, 1xx, 204, 304), one
- * Content-Length, or chunked. A response read until close is never followed by another.
- */
-function selfFramed(method: string | undefined, res: IncomingMessage): boolean {
-  const status = res.statusCode ?? 0;
-  if (method === 'HEAD' || status < 200 || status === 204 || status === 304) return true;
-  const te = res.headers['transfer-encoding'];
-  if (te !== undefined) return /(?:^|,)[ \t]*chunked[ \t]*$/i.test(te);
-  return res.headers['content-length'] !== undefined;
 }
 
 /** True while a request body is still arriving. */

@@ -59,6 +59,8 @@ export function registerRelayCommand(program: Command): void {
     .addOption(envOption('--headers-timeout <duration>', `time to receive a request head, a TLS handshake, or a session's HELLO (default ${RELAY_DEFAULTS.headersTimeout})`))
     .addOption(envOption('--request-timeout <duration>', `time to receive a whole request, body included (default ${RELAY_DEFAULTS.requestTimeout})`))
     .addOption(envOption('--idle-timeout <duration>', `close connections where nothing moves either way, WebSockets included (default ${RELAY_DEFAULTS.idleTimeout})`))
+    .addOption(envOption('--session-key <file>', 'key of private-preview session cookies: a file of at least 32 random bytes; relays that share it accept each other\'s cookies (default: random at start)'))
+    .addOption(envOption('--viewer-token-key <file>', 'Ed25519 private key (PEM) that signs X-Warren-Viewer-Token; relays that share it publish one JWK Set (default: fresh at start)'))
     .addOption(envOption('--config <file>', 'JSON or YAML file with the same settings (flags win over it)'))
     .option('--check-config', 'validate the configuration, print the problems, and exit (0 when valid)')
     .addHelpText(
@@ -98,6 +100,8 @@ export function registerRelayCommand(program: Command): void {
           tlsTerminatedInFront: config.httpListen !== undefined && !(config.publicUrl ?? 'https:').startsWith('http:'),
           timeouts: { headersMs: config.headersTimeoutMs, requestMs: config.requestTimeoutMs, idleMs: config.idleTimeoutMs },
           session: { keepaliveIntervalMs: config.keepaliveMs, keepaliveTimeoutMs: config.keepaliveMs, handshakeTimeoutMs: config.headersTimeoutMs, maxStreams: config.maxStreams, maxPendingOpens: Math.min(512, config.maxStreams) },
+          previewSessionKey: config.previewSessionKey,
+          viewerTokenKey: config.viewerTokenKey,
           logger,
           accessLogger,
         });

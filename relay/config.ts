@@ -5,6 +5,7 @@
  *
  * Precedence: command-line flag > environment variable > config file > default.
  */
+import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createSecureContext } from 'node:tls';
 import { z } from 'zod';
@@ -12,6 +13,7 @@ import { parse as parseYaml } from 'yaml';
 import { ConfigError, WarrenError } from '../protocol/index.js';
 import { parseCount, parseDuration, parseHostPort, parsePortRange, type HostPort } from '../common/parse.js';
 import { loadTrustedKeys, type TrustedKeys } from '../certs/keys.js';
+import { MIN_SESSION_KEY_BYTES } from './preview/index.js';
 
 /** Settings as typed by people: every value a string (or a list of strings for repeatable flags). */
 export interface RawRelayConfig {
@@ -36,6 +38,8 @@ export interface RawRelayConfig {
   requestTimeout?: string;
   idleTimeout?: string;
   maxStreams?: string;
+  sessionKey?: string;
+  viewerTokenKey?: string;
 }
 
 /** The keys a config file may use: the long flag names in camelCase. */
@@ -61,6 +65,8 @@ export const RELAY_SETTINGS = [
   'requestTimeout',
   'idleTimeout',
   'maxStreams',
+  'sessionKey',
+  'viewerTokenKey',
 ] as const satisfies readonly (keyof RawRelayConfig)[];
 
 /** Defaults for settings not given anywhere. */
@@ -103,6 +109,10 @@ export interface RelayConfig {
   readonly idleTimeoutMs: number;
   /** Concurrent streams per agent or client session. */
   readonly maxStreams: number;
+  /** HMAC key of private-preview session cookies (--session-key); random at start when absent. */
+  readonly previewSessionKey?: Buffer;
+  /** Ed25519 key that signs X-Warren-Viewer-Token (--viewer-token-key); fresh at start when absent. */
+  readonly viewerTokenKey?: KeyObject;
 }
 
 const DOMAIN = /^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
@@ -206,6 +216,8 @@ const rawSchema = z.object({
   requestTimeout: z.string(),
   idleTimeout: z.string(),
   maxStreams: z.string(),
+  sessionKey: z.string().optional(),
+  viewerTokenKey: z.string().optional(),
 });
 
 /**
@@ -282,6 +294,10 @@ export async function loadRelayConfig(raw: RawRelayConfig, earlierIssues: readon
       issues.push(`trustKey: ${(err as Error).message}`);
     }
   }
+  const [previewSessionKey, viewerTokenKey] = await Promise.all([
+    r.sessionKey === undefined ? undefined : readSessionKey(r.sessionKey, issues),
+    r.viewerTokenKey === undefined ? undefined : readViewerTokenKey(r.viewerTokenKey, issues),
+  ]);
   if (issues.length > 0) {
     const onlyTrust = issues.length === 1 && issues[0]!.startsWith('trustKey: required');
     throw new ConfigError(issues, onlyTrust ? 'ERR_WARREN_NO_TRUST_KEYS' : 'ERR_WARREN_CONFIG');
@@ -310,5 +326,48 @@ export async function loadRelayConfig(raw: RawRelayConfig, earlierIssues: readon
     requestTimeoutMs,
     idleTimeoutMs,
     maxStreams,
+    previewSessionKey,
+    viewerTokenKey,
   });
+}
+
+/**
+ * The private-preview session key: the file's bytes as they are, at least MIN_SESSION_KEY_BYTES
+ * (`head -c 32 /dev/urandom > session.key`). Relays that share it accept each other's viewer
+ * cookies. Problems go to `issues`.
+ */
+async function readSessionKey(file: string, issues: string[]): Promise<Buffer | undefined> {
+  try {
+    const key = await readFile(file);
+    if (key.length < MIN_SESSION_KEY_BYTES) issues.push(`sessionKey: ${file} holds ${key.length} bytes; a session key needs at least ${MIN_SESSION_KEY_BYTES} random bytes (head -c 32 /dev/urandom > ${file})`);
+    return key;
+  } catch (err) {
+    issues.push(`sessionKey: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    return undefined;
+  }
+}
+
+/**
+ * The Ed25519 private key (PEM, as `warren keys generate` writes issuer.key) that signs the viewer
+ * identity apps receive. Relays that share it publish one JWK Set. Problems go to `issues`.
+ */
+async function readViewerTokenKey(file: string, issues: string[]): Promise<KeyObject | undefined> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    issues.push(`viewerTokenKey: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    return undefined;
+  }
+  try {
+    const key = createPrivateKey(text);
+    if (key.asymmetricKeyType !== 'ed25519') {
+      issues.push(`viewerTokenKey: ${file} is a ${key.asymmetricKeyType ?? 'non-asymmetric'} key; viewer tokens are signed with Ed25519 (warren keys generate)`);
+      return undefined;
+    }
+    return key;
+  } catch {
+    issues.push(`viewerTokenKey: ${file} is not a PEM private key (warren keys generate writes one)`);
+    return undefined;
+  }
 }

@@ -21,7 +21,7 @@ export { PreviewProxy, type PreviewBackend, type PreviewOptions, type PreviewStr
 export { createPreviewListener, onPreviewClientError, previewServerOptions, PREVIEW_SERVER_DEFAULTS, type PreviewListenerHandlers, type PreviewListenerOptions, type PreviewServerTimeouts } from './listener.js';
 export { parsePreviewHost, formatPreviewHost, normalizeHostname, type PreviewTarget } from './host.js';
 export { PreviewAccessControl, type PreviewAccess } from './auth.js';
-export { ViewerSessions } from './viewer-session.js';
+export { MIN_SESSION_KEY_BYTES, ViewerSessions } from './viewer-session.js';
 export { JWKS_PATH, ViewerTokenSigner, VIEWER_TOKEN_TTL_SECONDS } from './viewer-token.js';
 export { renderErrorAnswer, sendRawAnswer, type ErrorAnswer, type ErrorContext } from './error-page.js';
 export { MAX_REQUEST_HEADERS } from './guard.js';

@@ -60,6 +60,7 @@ export const ERRORS = {
   ERR_WARREN_SOURCE_DENIED: { wire: 0x29, retryable: false, status: 403, summary: 'The source address is not in the allowlist for this endpoint.' },
   ERR_WARREN_APP_RESPONSE: { wire: 0x2a, retryable: false, status: 502, summary: 'The app closed the connection or answered with something that is not valid HTTP.' },
   ERR_WARREN_HEADERS_TOO_LARGE: { wire: 0x2b, retryable: false, status: 431, summary: 'The request head has too many header lines or too many bytes.' },
+  ERR_WARREN_TUNNEL_MOVED: { wire: 0x2c, retryable: true, status: 503, summary: 'The relay asked to carry a forwarded stream no longer holds the tunnel with that agent session.' },
 
   // Identity: tokens and permissions.
   ERR_WARREN_TOKEN_MISSING: { wire: 0x30, retryable: false, status: 401, summary: 'No token was presented.' },

@@ -37,6 +37,8 @@ export interface TunnelView {
 export interface AdminBackend {
   registry: Registry;
   ready(): boolean;
+  /** A word on what the relay serves from when it is ready but degraded (the directory unreachable); undefined when all is well. */
+  degraded?(): string | undefined;
   tunnels(): TunnelView[];
   streams(tunnelId: string): { id: number; port: number; kind: string; bufferedSendBytes: number; readableBytes: number }[] | undefined;
   disconnect(tunnelId: string): boolean;
@@ -131,8 +133,9 @@ export class AdminServer {
     }
     if (req.method === 'GET' && path === '/readyz') {
       const ready = this.backend.ready();
+      const degraded = ready ? this.backend.degraded?.() : undefined;
       res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' });
-      res.end(ready ? 'ready\n' : 'not ready: draining or not listening\n');
+      res.end(ready ? (degraded ? `ready, degraded: ${degraded}\n` : 'ready\n') : 'not ready: draining or not listening\n');
       return;
     }
     if (!path.startsWith('/v1/')) return fail(res, new WarrenError('ERR_WARREN_BAD_REQUEST', `no such endpoint: ${path}`), 404);

@@ -42,6 +42,10 @@ export class TunnelRegistry {
   private readonly bySession = new Map<Session, TunnelEntry>();
   /** Told when an entry is replaced by another agent's, after that one is registered. */
   onReplaced: ((previous: TunnelEntry) => void) | undefined;
+  /** Told after an entry is registered (the relay network's directory publishes it). */
+  onRegistered: ((entry: TunnelEntry) => void) | undefined;
+  /** Told after an entry's session closed and the entry is gone. */
+  onRemoved: ((entry: TunnelEntry) => void) | undefined;
   /** The 'close' listener of every registered session: one function, not a closure per session. */
   private readonly onSessionClose = emitterListener((session: Session) => this.sessionClosed(session));
 
@@ -60,6 +64,7 @@ export class TunnelRegistry {
       previous.session.goAway('ERR_WARREN_TUNNEL_REPLACED', { message: `tunnel ${entry.tunnelId} was registered by another agent` });
       this.onReplaced?.(previous);
     }
+    this.onRegistered?.(entry);
     return previous;
   }
 
@@ -67,7 +72,9 @@ export class TunnelRegistry {
     const entry = this.bySession.get(session);
     if (!entry) return;
     this.bySession.delete(session);
-    if (this.tunnels.get(entry.tunnelId) === entry) this.tunnels.delete(entry.tunnelId);
+    if (this.tunnels.get(entry.tunnelId) !== entry) return;
+    this.tunnels.delete(entry.tunnelId);
+    this.onRemoved?.(entry);
   }
 
   /** The entry for a tunnel, if its agent is connected. */

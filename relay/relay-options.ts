@@ -8,6 +8,8 @@ import type { TrustedKeys } from '../certs/keys.js';
 import type { Logger } from '../common/log.js';
 import type { HostPort } from '../common/parse.js';
 import type { SessionOptions } from '../protocol/index.js';
+import type { Directory } from './network/directory.js';
+import type { MeshIdentity } from './network/mesh.js';
 
 /** Relay settings (validated by relay/config.ts for the CLI). */
 export interface RelayOptions {
@@ -65,6 +67,23 @@ export interface RelayOptions {
   viewerTokenKey?: KeyObject;
   /** `iss` of X-Warren-Viewer-Token; default "warren-relay". */
   viewerTokenIssuer?: string;
+  /** Membership of a relay network (docs/NETWORK.md); alone when absent. */
+  network?: NetworkOptions;
+}
+
+/** How a relay joins a network of relays. */
+export interface NetworkOptions {
+  /** Presence: which relay holds which tunnel (NatsDirectory). */
+  directory: Directory;
+  /** Unique in the network. */
+  id: string;
+  region: string;
+  /** wss://HOST:PORT: how agents and peers reach this relay; its host is also the mesh host peers dial. */
+  advertise: string;
+  /** The mesh listener (mutual TLS, ALPN warren.v1.mesh). */
+  meshListen: HostPort;
+  /** The mesh certificate (client and server use), its key and the mesh CA. */
+  mesh: MeshIdentity;
 }
 
 /** How long slow or idle clients may hold a connection. */

@@ -24,7 +24,8 @@ import { RelayMetrics } from './metrics.js';
 import { PreviewAccessControl, PreviewProxy, ViewerSessions, ViewerTokenSigner } from './preview/index.js';
 import { exposedPort, TunnelRegistry } from './registry.js';
 import type { DrainOptions, RelayOptions } from './relay-options.js';
-import { LocalRoutes, Router } from './router.js';
+import { LocalRoutes, Router, type RouteSource } from './router.js';
+import { RelayNetwork } from './network/network.js';
 import { RelaySessions } from './sessions.js';
 import { TcpEndpoints } from './tcp-endpoints.js';
 
@@ -51,6 +52,8 @@ export class Relay {
   private readonly sessions: RelaySessions;
   private readonly listeners: RelayListeners;
   private readonly admin: AdminServer | null;
+  /** The relay network's directory and mesh, when this relay is part of one. */
+  private readonly network: RelayNetwork | undefined;
 
   // Owned by the event loop.
   private listening = false;
@@ -68,7 +71,21 @@ export class Relay {
       isRevoked: (jti) => this.revoked.has(jti),
     };
     this.metrics = new RelayMetrics(options.metricsRegistry ?? new Registry(), { collectBytes: () => this.sessions.bytesSinceLastScrape() });
-    this.router = new Router([new LocalRoutes(this.registry)], this.metrics);
+    // Tunnels held here first; with a network, the mesh for the rest. A forwarded open is served
+    // by the local router only, so a stream crosses at most one mesh link.
+    const local = new LocalRoutes(this.registry);
+    const sources: RouteSource[] = [local];
+    if (options.network) {
+      this.network = new RelayNetwork(options.network, {
+        registry: this.registry,
+        local: new Router([local], this.metrics),
+        log: this.log,
+        metrics: this.metrics.registry,
+        onRouteGone: (key) => this.preview.releaseRoute(key),
+      });
+      sources.push(this.network.mesh);
+    }
+    this.router = new Router(sources, this.metrics);
     this.admin = options.admin ? new AdminServer(this.adminBackend(), options.adminToken, this.log) : null;
     this.viewerTokens = new ViewerTokenSigner({ key: options.viewerTokenKey, issuer: options.viewerTokenIssuer });
     this.preview = new PreviewProxy({
@@ -80,7 +97,9 @@ export class Relay {
         policy: this.policy,
         isPrivate: (target) => {
           const entry = this.registry.get(target.tunnelId);
-          return entry !== undefined && exposedPort(entry, target.port)?.private === true;
+          if (entry !== undefined) return exposedPort(entry, target.port)?.private === true;
+          // Held by a peer: its directory record says which ports are private.
+          return this.network?.holder(target.tunnelId)?.ports.some((p) => p.port === target.port && p.private) === true;
         },
         sessions: new ViewerSessions(options.previewSessionKey),
         signer: this.viewerTokens,
@@ -117,6 +136,7 @@ export class Relay {
       registry: this.registry,
       router: this.router,
       agents,
+      online: (tunnelId) => this.registry.get(tunnelId) !== undefined || this.network?.holder(tunnelId) !== undefined,
       draining,
       agentLeaving: (session: Session) => this.preview.releaseRoute(session),
     });
@@ -137,6 +157,7 @@ export class Relay {
 
   /** Opens the listeners; resolves once they accept connections. */
   async start(): Promise<void> {
+    await this.network?.start();
     await this.listeners.listen();
     const admin = this.admin && this.options.admin ? await this.admin.listen(this.options.admin) : undefined;
     this.listening = true;
@@ -181,6 +202,7 @@ export class Relay {
     return {
       registry: this.metrics.registry,
       ready: () => this.ready,
+      degraded: () => this.network?.degraded(),
       tunnels: () =>
         this.registry.list().map((e) => ({
           tunnel: e.tunnelId,
@@ -241,6 +263,6 @@ export class Relay {
     this.tcp?.close();
     this.preview.releaseRoute();
     this.sessions.destroyAll();
-    await Promise.all([this.listeners.close(), this.admin?.close()]);
+    await Promise.all([this.listeners.close(), this.admin?.close(), this.network?.close()]);
   }
 }

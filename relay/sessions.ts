@@ -23,6 +23,8 @@ export interface SessionsContext {
   registry: TunnelRegistry;
   router: Router;
   agents: AgentEndpointContext;
+  /** True when the tunnel can be reached now (held here, or by a peer of the network). */
+  online(tunnelId: string): boolean;
   /** True once the relay drains: new sessions are refused with ERR_WARREN_DRAINING. */
   draining(): boolean;
   /** An agent session is going away (GOAWAY either way, or closed): streams kept for it must let go. */
@@ -83,7 +85,7 @@ export class RelaySessions {
         // An upgrade is refused before this point; a raw TLS session learns it here, with a code.
         if (this.ctx.draining()) throw new ConnectionError('ERR_WARREN_DRAINING', 'this relay is draining; connect to another one');
         if (role === 'agent') return (agentWelcome = await acceptAgent(this.ctx.agents, hello, session));
-        client = acceptClient(this.ctx.policy, (tunnelId) => this.ctx.registry.get(tunnelId) !== undefined, hello);
+        client = acceptClient(this.ctx.policy, (tunnelId) => this.ctx.online(tunnelId), hello);
         return client.welcome;
       },
     }).then(

@@ -173,6 +173,13 @@ export class PreviewProxy {
           send(connection, true);
           return;
         }
+        // A relay of the network that no longer holds the tunnel refused the forwarded stream before
+        // it reached any app: a bodiless request goes once more, on the route a fresh lookup finds.
+        if (!answered && admitted.framing.kind === 'none' && !replay && codeOf(err, 'ERR_WARREN_APP_RESPONSE') === 'ERR_WARREN_TUNNEL_MOVED' && !res.destroyed) {
+          const fresh = this.connection(admitted, req, (code) => this.sendError(req, res, code, context));
+          if (fresh !== null) send(fresh, true);
+          return;
+        }
         if (!req.complete) req.resume(); // discard the rest of the body; the connection closes
         if (res.writableEnded) return; // the answer was already complete; nothing to repair
         if (res.headersSent) {

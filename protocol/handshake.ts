@@ -92,3 +92,17 @@ export function parseServerHello(payload: Buffer): ServerHello {
   if (!result.success) throw new ProtocolError('ERR_WARREN_HANDSHAKE', `bad HELLO: ${describe(result.error)}`);
   return result.data;
 }
+
+/** The peer's limits assumed until its HELLO arrives. */
+export const LIMITS_BEFORE_HELLO: Readonly<HelloLimits> = Object.freeze({ maxFrameBytes: 16 * 1024, initialWindowBytes: 64 * 1024, maxMetadataBytes: 0 });
+
+/** The peer limits a session took last. */
+let lastPeerLimits = LIMITS_BEFORE_HELLO;
+
+/** `limits`, as the object a session took last when equal: the peers of a relay nearly all announce the same limits. */
+export function sharedLimits(limits: HelloLimits): Readonly<HelloLimits> {
+  const last = lastPeerLimits;
+  if (limits.maxFrameBytes === last.maxFrameBytes && limits.initialWindowBytes === last.initialWindowBytes && limits.maxMetadataBytes === last.maxMetadataBytes) return last;
+  lastPeerLimits = Object.freeze({ maxFrameBytes: limits.maxFrameBytes, initialWindowBytes: limits.initialWindowBytes, maxMetadataBytes: limits.maxMetadataBytes });
+  return lastPeerLimits;
+}

@@ -5,7 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { Option } from 'commander';
-import { ConfigError, WarrenError } from '../protocol/errors.js';
+import { ConfigError, WarrenError, errorCode } from '../protocol/errors.js';
 
 /** The environment variable a long flag reads: `--trust-key` → `WARREN_TRUST_KEY`. */
 export function envName(flags: string): string {
@@ -38,7 +38,7 @@ export function exitCodeFor(err: unknown): 1 | 2 {
 
 /** One line (or a JSON object with `--json`) that tells the user what failed and its code. */
 export function describeError(err: unknown, json: boolean): string {
-  const code = err instanceof WarrenError ? err.code : ((err as { code?: string })?.code ?? 'ERR_WARREN_INTERNAL');
+  const code = errorCode(err);
   const message = err instanceof Error ? err.message : String(err);
   if (json) return JSON.stringify({ event: 'error', code, message });
   return `warren: ${message} (${code})`;

@@ -187,3 +187,12 @@ export function errorFromWire<T extends WarrenError>(
 export function isRetryable(err: unknown): boolean {
   return err instanceof WarrenError ? err.retryable : false;
 }
+
+/**
+ * The code to report for a caught error (metrics labels, logs, `--json` output): its own `code`
+ * (an ERR_WARREN_* for a WarrenError; a Node error's code such as ECONNRESET is passed on as it
+ * is), else ERR_WARREN_INTERNAL.
+ */
+export function errorCode(err: unknown): ErrorCode {
+  return (err as { code?: ErrorCode } | null | undefined)?.code ?? 'ERR_WARREN_INTERNAL';
+}

@@ -36,6 +36,9 @@ export interface ServerHello {
   app: Record<string, unknown>;
 }
 
+/** Longest token a dialer's HELLO may carry, in characters (the relay's verifier may cap it lower). */
+export const MAX_HELLO_TOKEN_CHARS = 8192;
+
 const limitsSchema = z.object({
   maxFrameBytes: z.int().min(16 * 1024).max(MAX_FRAME_BYTES_LIMIT),
   initialWindowBytes: z.int().min(64 * 1024).max(MAX_WINDOW_BYTES_LIMIT),
@@ -44,7 +47,7 @@ const limitsSchema = z.object({
 
 const clientHelloSchema = z.object({
   v: z.int(),
-  token: z.string().max(8192),
+  token: z.string().max(MAX_HELLO_TOKEN_CHARS),
   limits: limitsSchema,
   software: z.string().max(128).optional(),
   app: z.record(z.string(), z.unknown()).default({}),

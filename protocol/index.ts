@@ -7,7 +7,7 @@ export * from './frame.js';
 export { FrameDecoder, decodeMetadata, type DecoderLimits, type FrameSink } from './decode.js';
 export * from './encode.js';
 export { DEFAULT_SESSION_CONFIG, verifySessionConfig, type Rate, type SessionConfig, type SessionOptions } from './config.js';
-export { parseClientHello, parseServerHello, type ClientHello, type ServerHello, type HelloLimits } from './handshake.js';
+export { MAX_HELLO_TOKEN_CHARS, parseClientHello, parseServerHello, type ClientHello, type ServerHello, type HelloLimits } from './handshake.js';
 export { TokenBucket } from './flood-budget.js';
 export { MuxStream } from './stream.js';
 export { Session, type GoAwayInfo } from './session.js';

@@ -132,11 +132,6 @@ export function chooseErrorFormat(accept: string | undefined): ErrorFormat {
   return 'text';
 }
 
-/** The one-line message for an error answer (also the JSON `message`). */
-export function errorMessage(code: ErrorCode, context: ErrorContext = {}): string {
-  return wordingFor(code).message(context);
-}
-
 function renderHtml(code: ErrorCode, status: number, context: ErrorContext, wording: Wording): string {
   const refresh = wording.retries && context.retry !== false
     ? `\n<meta http-equiv="refresh" content="${ERROR_PAGE_RETRY_SECONDS}">`

@@ -25,6 +25,7 @@ import {
   ConnectionError,
   socketTransport,
   WarrenError,
+  errorCode,
   webSocketTransport,
   type ErrorCode,
   type Transport, WS_MAX_MESSAGE_BYTES, WS_SUBPROTOCOL, type MuxStream, type Session } from '../protocol/index.js';
@@ -286,7 +287,7 @@ export class Relay {
     try {
       return this.registry.route(tunnelId, port);
     } catch (err) {
-      this.metrics.refused(kind, (err as WarrenError).code ?? 'ERR_WARREN_INTERNAL');
+      this.metrics.refused(kind, errorCode(err));
       throw err;
     }
   }
@@ -297,7 +298,7 @@ export class Relay {
     try {
       stream = this.registry.openStream(tunnelId, port, metadata);
     } catch (err) {
-      this.metrics.refused(kind, (err as WarrenError).code ?? 'ERR_WARREN_INTERNAL');
+      this.metrics.refused(kind, errorCode(err));
       throw err;
     }
     const started = performance.now();
@@ -317,7 +318,7 @@ export class Relay {
     return {
       // Refused when the agent failed the stream before its first byte ('firstByte' comes with it).
       error: emitterListener((stream: MuxStream, err: WarrenError) => {
-        if (stream.received === 0) this.metrics.refused(kind, err.code ?? 'ERR_WARREN_INTERNAL');
+        if (stream.received === 0) this.metrics.refused(kind, errorCode(err));
       }),
       close: () => this.metrics.streamsOpen.dec({ kind }),
     };
@@ -430,7 +431,7 @@ export class Relay {
         this.log.info({ ...logFields(info), event: `${role}_connected`, tunnelId, sessionId: session.id, ports: agentWelcome?.previews.map((p) => p.port) }, `${role} connected`);
       },
       (err: WarrenError) => {
-        this.metrics.handshakeFailed(role, err.code ?? 'ERR_WARREN_INTERNAL');
+        this.metrics.handshakeFailed(role, errorCode(err));
         this.log.info({ connId, remote, peer: role, transport: kind, event: `${role}_refused`, code: err.code, reason: err.message }, `${role} refused`);
       },
     );

@@ -1,7 +1,7 @@
 import { createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import t from 'tap';
 import { generateIssuerKeys, parseIssuerKey, type TrustedKeys } from '../../certs/keys.js';
-import { verifyToken, type VerifyOptions } from '../../certs/token.js';
+import { peekClaims, verifyToken, type VerifyOptions } from '../../certs/token.js';
 import { TokenError, type ErrorCode } from '../../protocol/errors.js';
 import { b64url, mintEdDSA, mintHS256, withNonCanonicalS } from '../helpers/jws.js';
 
@@ -177,4 +177,12 @@ t.test('bad options are InvalidArgumentErrors naming the option', async (t) => {
   t.throws(() => verifyToken(valid, { ...options, roles: ['admin' as 'agent'] }), { message: /roles/ });
   t.throws(() => verifyToken(valid, { ...options, keys: {} as TrustedKeys }), { message: /keys/ });
   t.throws(() => verifyToken(valid, { ...options, now: () => NaN }), { code: 'ERR_WARREN_INVALID_ARGUMENT', message: /now: the clock/ });
+});
+
+t.test('peekClaims reads the claims of a JWT without verifying it, within the size cap', async (t) => {
+  const token = `${b64url(JSON.stringify({ alg: 'none' }))}.${b64url(JSON.stringify({ sub: 'ab12cd', role: 'agent' }))}.`;
+  t.same(peekClaims(token), { sub: 'ab12cd', role: 'agent' });
+  t.equal(peekClaims('not-a-jwt'), undefined);
+  t.equal(peekClaims(`${b64url('{}')}.${b64url('not json')}.x`), undefined);
+  t.equal(peekClaims(token, token.length - 1), undefined);
 });

@@ -7,7 +7,7 @@ import { BlockList, isIP } from 'node:net';
 import { tmpdir } from 'node:os';
 import { ConfigError, MAX_HELLO_TOKEN_CHARS } from '../protocol/index.js';
 import { MAX_CLOCK_SKEW_SECONDS, peekClaims } from '../certs/token.js';
-import { parsePort } from '../common/parse.js';
+import { parsePort } from '../cli/parse.js';
 import type { PortSpec } from './agent.js';
 import { defaultStatusSocketPath } from './status.js';
 

@@ -6,8 +6,8 @@
  */
 import { Option, type Command } from 'commander';
 import { randomBytes } from 'node:crypto';
-import { envOption, repeatableOption, runAction } from '../common/cli.js';
-import { parseDuration, parsePortList } from '../common/parse.js';
+import { envOption, repeatableOption, runAction } from '../cli/command.js';
+import { parseDuration, parsePortList } from '../cli/parse.js';
 import { ConfigError } from '../protocol/errors.js';
 import { MAX_VIEWER_LENGTH, ROLES, isTunnelId, type Role, type WarrenClaims } from './claims.js';
 import { writeOutputFiles } from './files.js';

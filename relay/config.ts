@@ -10,7 +10,7 @@ import { createSecureContext } from 'node:tls';
 import { z } from 'zod';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError, WarrenError } from '../protocol/index.js';
-import { parseCount, parseDuration, parseHostPort, parsePortRange, type HostPort } from '../common/parse.js';
+import { parseCount, parseDuration, parseHostPort, parsePortRange, type HostPort } from '../cli/parse.js';
 import { loadTrustedKeys, type TrustedKeys } from '../certs/keys.js';
 
 /** Settings as typed by people: every value a string (or a list of strings for repeatable flags). */

@@ -6,7 +6,7 @@
  */
 import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { Logger } from '../common/log.js';
+import type { Logger } from '../log/logger.js';
 import type { ErrorAnswer } from './error-page.js';
 import { flattenHeaders, serializeResponseHead } from './preview-headers.js';
 

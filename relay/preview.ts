@@ -21,8 +21,8 @@
  */
 import { request as httpRequest, type Agent as HttpAgent, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { Logger } from '../common/log.js';
-import { silentLogger } from '../common/log.js';
+import type { Logger } from '../log/logger.js';
+import { silentLogger } from '../log/logger.js';
 import { ERRORS, InvalidArgumentError, WarrenError, type ErrorCode } from '../protocol/errors.js';
 import { renderErrorAnswer, type ErrorAnswer, type ErrorContext } from './error-page.js';
 import type { PreviewAccess } from './preview-auth.js';

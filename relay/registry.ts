@@ -5,7 +5,7 @@
  * will put a shared directory (NATS) behind the same interface.
  */
 import { WarrenError, type MuxStream, type Session } from '../protocol/index.js';
-import { emitterListener } from '../common/listener.js';
+import { emitterListener } from './emitter-listener.js';
 
 /** How one port of a tunnel is exposed. */
 export interface ExposedPort {

@@ -29,8 +29,8 @@ import {
   webSocketTransport,
   type ErrorCode,
   type Transport, WS_MAX_MESSAGE_BYTES, WS_SUBPROTOCOL, type MuxStream, type Session } from '../protocol/index.js';
-import { formatHostPort, type HostPort } from '../common/parse.js';
-import { silentLogger, type Logger } from '../common/log.js';
+import { formatHostPort, type HostPort } from '../cli/parse.js';
+import { silentLogger, type Logger } from '../log/logger.js';
 import { exposedPort, TunnelRegistry } from './registry.js';
 import { acceptAgent, type AgentEndpointContext, type AgentWelcome, type TokenPolicy } from './agents.js';
 import { acceptClient, serveClientSession } from './clients.js';
@@ -45,7 +45,7 @@ import { AdminServer, type AdminBackend } from './admin.js';
 import { PreviewAccessControl } from './preview-auth.js';
 import { ViewerSessions } from './viewer-session.js';
 import { JWKS_PATH, ViewerTokenSigner } from './viewer-token.js';
-import { emitterListener } from '../common/listener.js';
+import { emitterListener } from './emitter-listener.js';
 import type { DrainOptions, RelayOptions } from './relay-options.js';
 
 export type { DrainOptions, RelayOptions, RelayTimeouts } from './relay-options.js';

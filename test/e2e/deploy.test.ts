@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { generateIssuerKeys } from '../../certs/keys.js';
-import { parseDuration } from '../../common/parse.js';
+import { parseDuration } from '../../cli/parse.js';
 import { RELAY_SETTINGS } from '../../relay/config.js';
 import { makeTestIdentity } from '../helpers/identity.js';
 import { repoRoot } from '../helpers/paths.js';

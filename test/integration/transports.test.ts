@@ -8,7 +8,7 @@ import { connect as tlsConnect } from 'node:tls';
 import t from 'tap';
 import { WebSocketServer } from 'ws';
 import { WarrenClient } from '../../client/client.js';
-import { dialRelay, type RelayTransport } from '../../common/dial.js';
+import { dialRelay, type RelayTransport } from '../../transport/dial.js';
 import { acceptSession, ALPN_AGENT, ALPN_CONNECT, webSocketTransport, WS_SUBPROTOCOL } from '../../protocol/index.js';
 import { makeTestIdentity } from '../helpers/identity.js';
 import { startEchoTunnel } from '../helpers/inprocess.js';

@@ -1,12 +1,12 @@
 // Forged, stale and misused tokens against a running `warren relay` process. Each is presented in
-// the HELLO at /v1/agent through the real client code (common/dial.ts, connectSession) and must
+// the HELLO at /v1/agent through the real client code (transport/dial.ts, connectSession) and must
 // be refused with its own code in the GOAWAY; the relay registers nothing (no agent connected,
 // one handshake failure counted per code on /metrics), and no line the relay printed holds any
 // fragment of any token. test/unit/token*.test.ts has the same table against verifyToken alone.
 import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import t from 'tap';
-import { dialRelay } from '../../common/dial.js';
+import { dialRelay } from '../../transport/dial.js';
 import { parseIssuerKey } from '../../certs/keys.js';
 import type { WarrenError } from '../../protocol/index.js';
 import { makeTestIdentity, recordSecret } from '../helpers/identity.js';

@@ -4,7 +4,7 @@
 // only. Every app counts the connections it accepts: a refused stream or request never reaches one.
 import { once } from 'node:events';
 import t from 'tap';
-import { dialRelay } from '../../common/dial.js';
+import { dialRelay } from '../../transport/dial.js';
 import { ERRORS, FrameType, encodeOpen, type MuxStream, type Session, type WarrenError } from '../../protocol/index.js';
 import { makeTestIdentity } from '../helpers/identity.js';
 import { startTestApp, type TestApp } from '../helpers/apps.js';

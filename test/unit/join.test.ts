@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { PassThrough } from 'node:stream';
 import t from 'tap';
-import { joinSocket } from '../../common/join.js';
+import { joinSocket } from '../../transport/join.js';
 
 const KIB = 1024;
 const MIB = 1024 * KIB;

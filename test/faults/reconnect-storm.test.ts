@@ -12,6 +12,7 @@ import { freePort, startTestApp } from '../helpers/apps.js';
 import { previewRequest, TEST_DOMAIN, type RelayProc } from '../helpers/cluster.js';
 import { startProcess, type Proc } from '../helpers/process.js';
 import { warrenBin } from '../helpers/paths.js';
+import { cpuSeconds } from '../../bench/run-util.js';
 
 const SWARMS = 2;
 const AGENTS_PER_SWARM = 2_500;
@@ -35,12 +36,6 @@ async function startRelay(): Promise<RelayProc & { admin: string }> {
   const proc = startProcess('bash', ['-c', RAISE_FD_LIMIT, 'relay', process.execPath, warrenBin, ...args]);
   const info = JSON.parse(await proc.waitFor(/"event":"listening"/)) as { listen: { port: number }; httpListen: { port: number }; admin: { port: number } };
   return { proc, port: info.listen.port, httpPort: info.httpListen.port, url: `wss://127.0.0.1:${info.listen.port}`, admin: `http://127.0.0.1:${info.admin.port}` };
-}
-
-/** CPU seconds (user + system) a process has used, from /proc (clock ticks of 10 ms). */
-function cpuSeconds(proc: Proc): number {
-  const fields = readFileSync(`/proc/${proc.child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 /** The kernel's count of connections dropped because a listener's accept queue was full (all listeners). */
@@ -78,7 +73,7 @@ for (let s = 0; s < SWARMS; s++) {
 t.test(`${AGENTS} agents connect`, async (t) => {
   const started = performance.now();
   await Promise.all(swarms.map((s) => s.waitFor(/"event":"all_connected","generation":1/, 90_000)));
-  t.comment(`${AGENTS} agents connected in ${Math.round(performance.now() - started)} ms; CPU: relay ${cpuSeconds(relay.proc)} s, swarms ${swarms.map(cpuSeconds).join(' s, ')} s`);
+  t.comment(`${AGENTS} agents connected in ${Math.round(performance.now() - started)} ms; CPU: relay ${cpuSeconds(relay.proc.child.pid)} s, swarms ${swarms.map((s) => cpuSeconds(s.child.pid)).join(' s, ')} s`);
   t.equal(await untilAgents(relay, AGENTS, 10_000), AGENTS, 'the relay counts every agent');
 });
 
@@ -105,7 +100,7 @@ t.test(`after a relay crash and restart, all ${AGENTS} agents come back with jit
   t.comment(`reconnect delays: p10 ${at(0.1)} ms, p50 ${at(0.5)} ms, p90 ${at(0.9)} ms, max ${at(1)} ms`);
   t.ok(at(0.9) - at(0.1) >= 1_000, `reconnects spread over ${at(0.9) - at(0.1)} ms between p10 and p90`);
   t.comment(`connections dropped by full accept queues meanwhile (whole machine): ${listenOverflows() - overflowsBefore}`);
-  t.comment(`CPU of the restarted relay: ${cpuSeconds(relay.proc)} s; swarms so far ${swarms.map(cpuSeconds).join(' s, ')} s`);
+  t.comment(`CPU of the restarted relay: ${cpuSeconds(relay.proc.child.pid)} s; swarms so far ${swarms.map((s) => cpuSeconds(s.child.pid)).join(' s, ')} s`);
   const failures = await metric(relay, 'warren_handshake_failures_total');
   t.comment(`handshake failures at the restarted relay: ${failures}`);
 

@@ -6,10 +6,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { makeTestIdentity } from '../helpers/identity.js';
-import { startPythonHttpServer, startTestApp } from '../helpers/apps.js';
-import { previewRequest, startAgentProcess, startRelayProcess, TEST_DOMAIN } from '../helpers/cluster.js';
-import { runWarren, startWarren } from '../helpers/process.js';
+import { makeTestIdentity } from '../../helpers/identity.js';
+import { startPythonHttpServer, startTestApp } from '../../helpers/apps.js';
+import { previewRequest, startAgentProcess, startRelayProcess, TEST_DOMAIN } from '../../helpers/cluster.js';
+import { runWarren, startWarren } from '../../helpers/process.js';
 import { WebSocket, WebSocketServer } from 'ws';
 import { once } from 'node:events';
 

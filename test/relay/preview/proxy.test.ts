@@ -10,7 +10,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { request, type IncomingMessage, type ServerResponse } from 'node:http';
 import t from 'tap';
-import { fetchVia, once, rawValues, startApp, startProxy } from './preview-helpers.js';
+import { fetchVia, once, rawValues, startApp, startProxy } from '../../helpers/preview.js';
 
 const HOST = '3000-ab12cd.preview.test';
 const MB = 1024 * 1024;

@@ -12,7 +12,7 @@ import type { IncomingMessage } from 'node:http';
 import { connect } from 'node:net';
 import t, { type Test } from 'tap';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
-import { once, rawExchange, startApp, startProxy, unusedPort } from './preview-helpers.js';
+import { once, rawExchange, startApp, startProxy, unusedPort } from '../../helpers/preview.js';
 
 const HOST = '3000-ab12cd.preview.test';
 

@@ -7,8 +7,8 @@ import { once } from 'node:events';
 import { Agent as HttpAgent, createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import t from 'tap';
-import { makeTestIdentity } from '../helpers/identity.js';
-import { INPROCESS_DOMAIN, previewPorts, startAgent, startRelay } from '../helpers/inprocess.js';
+import { makeTestIdentity } from '../../helpers/identity.js';
+import { INPROCESS_DOMAIN, previewPorts, startAgent, startRelay } from '../../helpers/inprocess.js';
 
 const id = await makeTestIdentity();
 t.teardown(() => id.remove());

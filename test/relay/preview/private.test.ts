@@ -9,11 +9,11 @@ import { createPublicKey, verify, type JsonWebKey } from 'node:crypto';
 import { request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import t from 'tap';
-import type { PortSpec } from '../../agent/agent.js';
-import { JWKS_PATH, VIEWER_TOKEN_TTL_SECONDS } from '../../relay/viewer-token.js';
-import { startEchoApp, type SeenRequest } from '../helpers/apps.js';
-import { makeTestIdentity } from '../helpers/identity.js';
-import { INPROCESS_DOMAIN, startAgent, startRelay } from '../helpers/inprocess.js';
+import type { PortSpec } from '../../../agent/agent.js';
+import { JWKS_PATH, VIEWER_TOKEN_TTL_SECONDS } from '../../../relay/viewer-token.js';
+import { startEchoApp, type SeenRequest } from '../../helpers/apps.js';
+import { makeTestIdentity } from '../../helpers/identity.js';
+import { INPROCESS_DOMAIN, startAgent, startRelay } from '../../helpers/inprocess.js';
 
 const id = await makeTestIdentity();
 t.teardown(() => id.remove());

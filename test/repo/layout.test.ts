@@ -58,3 +58,28 @@ t.test('libraries never read process.env or process.argv outside config and CLI 
   }
   t.same(violations, []);
 });
+
+// test/README.md: a test lives under the folder of the part it proves, whatever its kind.
+/** The folders a test may live in: the source folders, relay/preview for the preview proxy, repo for the repository as a whole. */
+const TEST_PARTS = ['agent', 'bench', 'certs', 'client', 'dev', 'protocol', 'relay', 'relay/preview', 'repo', 'transport'];
+
+t.test('every test lives under the folder of the part it proves', async (t) => {
+  const testRoot = join(repoRoot, 'test');
+  const misplaced: string[] = [];
+  for (const file of sources(testRoot)) {
+    const rel = relative(testRoot, file);
+    const folder = rel.split('/').slice(0, -1).join('/');
+    if (folder === 'helpers' || folder === 'fixtures') {
+      if (rel.endsWith('.test.ts')) misplaced.push(`${rel}: a test among the ${folder}`);
+      continue;
+    }
+    if (!TEST_PARTS.includes(folder)) misplaced.push(`${rel}: ${folder || 'test/'} is not a part folder`);
+    else if (!rel.endsWith('.test.ts')) misplaced.push(`${rel}: helpers belong in test/helpers`);
+    const browser = /helpers\/browser\.js'/.test(readFileSync(file, 'utf8'));
+    if (browser !== rel.endsWith('.browser.test.ts')) misplaced.push(`${rel}: a test needs the .browser.test.ts name exactly when it drives Chromium`);
+  }
+  for (const part of TEST_PARTS) {
+    if (part !== 'repo' && !existsDir(join(repoRoot, part.split('/')[0]!))) misplaced.push(`test/${part}: no such source folder`);
+  }
+  t.same(misplaced, []);
+});

@@ -11,8 +11,8 @@ import type { IncomingMessage } from 'node:http';
 import { request } from 'node:http';
 import type { Duplex } from 'node:stream';
 import t, { type Test } from 'tap';
-import type { ErrorCode } from '../../protocol/errors.js';
-import { fetchVia, once, rawExchange, startApp, startProxy, unusedPort, type FullResponse } from './preview-helpers.js';
+import type { ErrorCode } from '../../../protocol/errors.js';
+import { fetchVia, once, rawExchange, startApp, startProxy, unusedPort, type FullResponse } from '../../helpers/preview.js';
 
 const HTML = 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8';
 const JSON_ACCEPT = 'application/json';

@@ -9,10 +9,10 @@
 import { createServer } from 'node:http';
 import { connect as tlsConnect } from 'node:tls';
 import t from 'tap';
-import { InvalidArgumentError } from '../../protocol/errors.js';
-import { PreviewProxy } from '../../relay/preview.js';
-import { PREVIEW_SERVER_DEFAULTS, previewServerOptions } from '../../relay/preview-server.js';
-import { DOMAIN, LoopbackBackend, closeOnTeardown, listen, rawExchange, rawValues, selfSignedCert, startApp, startProxy } from './preview-helpers.js';
+import { InvalidArgumentError } from '../../../protocol/errors.js';
+import { PreviewProxy } from '../../../relay/preview.js';
+import { PREVIEW_SERVER_DEFAULTS, previewServerOptions } from '../../../relay/preview-server.js';
+import { DOMAIN, LoopbackBackend, closeOnTeardown, listen, rawExchange, rawValues, selfSignedCert, startApp, startProxy } from '../../helpers/preview.js';
 
 const HOST = '3000-ab12cd.preview.test';
 

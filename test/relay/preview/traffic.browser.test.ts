@@ -10,9 +10,9 @@ import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import t from 'tap';
 import { WebSocketServer } from 'ws';
-import { launchBrowser, waitForText } from '../helpers/browser.js';
-import { makeTestIdentity } from '../helpers/identity.js';
-import { INPROCESS_DOMAIN, previewPorts, startAgent, startRelay } from '../helpers/inprocess.js';
+import { launchBrowser, waitForText } from '../../helpers/browser.js';
+import { makeTestIdentity } from '../../helpers/identity.js';
+import { INPROCESS_DOMAIN, previewPorts, startAgent, startRelay } from '../../helpers/inprocess.js';
 
 /** The chat page's global (the suite compiles without the DOM library). */
 interface ChatWindow {

@@ -2,7 +2,7 @@
 // the HELLO at /v1/agent through the real client code (transport/dial.ts, connectSession) and must
 // be refused with its own code in the GOAWAY; the relay registers nothing (no agent connected,
 // one handshake failure counted per code on /metrics), and no line the relay printed holds any
-// fragment of any token. test/unit/token*.test.ts has the same table against verifyToken alone.
+// fragment of any token. test/certs/token*.test.ts has the same table against verifyToken alone.
 import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import t from 'tap';

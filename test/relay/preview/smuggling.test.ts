@@ -2,14 +2,14 @@
 // raw sockets: its plain-HTTP preview listener (net) and its TLS listener (tls, with chosen SNI).
 // Every request in the corpus is answered 400 or 421 with its code and reaches no agent: the apps
 // behind two live tunnels see no request and warren_streams_opened_total on the admin /metrics
-// does not move. test/integration/preview-guard.test.ts runs a similar corpus against the proxy
+// does not move. test/relay/preview/guard.test.ts runs a similar corpus against the proxy
 // alone, with a stand-in backend.
 import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import t from 'tap';
-import { makeTestIdentity } from '../helpers/identity.js';
-import { startTestApp } from '../helpers/apps.js';
-import { startAgentProcess, startRelayProcess, TEST_DOMAIN } from '../helpers/cluster.js';
+import { makeTestIdentity } from '../../helpers/identity.js';
+import { startTestApp } from '../../helpers/apps.js';
+import { startAgentProcess, startRelayProcess, TEST_DOMAIN } from '../../helpers/cluster.js';
 
 const id = await makeTestIdentity();
 t.teardown(() => id.remove());

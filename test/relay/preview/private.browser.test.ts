@@ -6,11 +6,11 @@
  * sibling preview's page; over TLS the cookie is Secure.
  */
 import t from 'tap';
-import type { PortSpec } from '../../agent/agent.js';
-import { startEchoApp } from '../helpers/apps.js';
-import { launchBrowser, waitForText } from '../helpers/browser.js';
-import { makeTestIdentity } from '../helpers/identity.js';
-import { INPROCESS_DOMAIN, startAgent, startRelay } from '../helpers/inprocess.js';
+import type { PortSpec } from '../../../agent/agent.js';
+import { startEchoApp } from '../../helpers/apps.js';
+import { launchBrowser, waitForText } from '../../helpers/browser.js';
+import { makeTestIdentity } from '../../helpers/identity.js';
+import { INPROCESS_DOMAIN, startAgent, startRelay } from '../../helpers/inprocess.js';
 
 const id = await makeTestIdentity();
 t.teardown(() => id.remove());

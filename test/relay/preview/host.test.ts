@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import t, { type Test } from 'tap';
-import { TUNNEL_ID_PATTERN, formatPreviewHost, normalizeHostname, parsePreviewHost } from '../../relay/preview-host.js';
+import { TUNNEL_ID_PATTERN, formatPreviewHost, normalizeHostname, parsePreviewHost } from '../../../relay/preview-host.js';
 
 const DOMAINS = ['preview.example.dev', 'localhost', 'preview.test'];
 

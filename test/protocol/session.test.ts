@@ -1,5 +1,5 @@
 // Session behaviour over an in-memory duplex pair: streams, half-close, reset, limits,
-// flow control, GOAWAY and keepalive. test/integration/mux-tls.test.ts repeats the load-bearing
+// flow control, GOAWAY and keepalive. test/protocol/mux-tls.test.ts repeats the load-bearing
 // cases over a real TLS connection.
 import { once } from 'node:events';
 import { createHash, randomBytes } from 'node:crypto';

@@ -9,15 +9,15 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { launchBrowser, waitForText } from '../helpers/browser.js';
-import { makeTestIdentity } from '../helpers/identity.js';
-import { INPROCESS_DOMAIN, previewPorts, startAgent, startRelay } from '../helpers/inprocess.js';
-import { installVite, startVite, VITE_SPEC } from '../helpers/vite.js';
+import { launchBrowser, waitForText } from '../../helpers/browser.js';
+import { makeTestIdentity } from '../../helpers/identity.js';
+import { INPROCESS_DOMAIN, previewPorts, startAgent, startRelay } from '../../helpers/inprocess.js';
+import { installVite, startVite, VITE_SPEC } from '../../helpers/vite.js';
 
 const PROJECT: Record<string, string> = {
   'index.html': '<!doctype html>\n<html><head><meta charset="utf-8"><title>vite sandbox</title></head>\n<body><h1 id="app">loading</h1><script type="module" src="/main.js"></script></body></html>\n',
   'main.js': [
-    "import { message } from './message.js';",
+    "import { message } from '../../browser/message.js';",
     "const render = (text) => { document.getElementById('app').textContent = text; };",
     'render(message);',
     "if (import.meta.hot) import.meta.hot.accept('./message.js', (mod) => { if (mod) render(mod.message); });",

@@ -1,7 +1,7 @@
 // The multiplexer over a real TLS 1.3 connection on 127.0.0.1: many streams at once, a paused
 // reader beside busy streams, open/reset churn without leaks, and a peer that breaks the
-// protocol. test/integration/mux-floods.test.ts covers hostile peers frame by frame and
-// test/integration/mux-ws.test.ts the WebSocket transport.
+// protocol. test/protocol/mux-floods.test.ts covers hostile peers frame by frame and
+// test/protocol/mux-ws.test.ts the WebSocket transport.
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import v8 from 'node:v8';

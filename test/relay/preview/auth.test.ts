@@ -3,9 +3,9 @@
 // identity tokens.
 import { createPublicKey, generateKeyPairSync, verify } from 'node:crypto';
 import t from 'tap';
-import { headerSafe, isPreviewOrigin, takeQueryParam } from '../../relay/preview-auth.js';
-import { sessionSetCookie, takeSessionCookies, ViewerSessions } from '../../relay/viewer-session.js';
-import { ViewerTokenSigner } from '../../relay/viewer-token.js';
+import { headerSafe, isPreviewOrigin, takeQueryParam } from '../../../relay/preview-auth.js';
+import { sessionSetCookie, takeSessionCookies, ViewerSessions } from '../../../relay/viewer-session.js';
+import { ViewerTokenSigner } from '../../../relay/viewer-token.js';
 
 const HOST = '3000-ab12cd.preview.test';
 const NOW = 1_800_000_000;

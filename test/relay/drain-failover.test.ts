@@ -1,4 +1,4 @@
-// Relay drain with real processes, beyond the one-relay drain of test/e2e/operations.test.ts: an
+// Relay drain with real processes, beyond the one-relay drain of test/relay/operations.test.ts: an
 // agent given two --relay URLs moves to the second at once when the first drains (SIGTERM, no
 // drain hint), and an agent with one relay comes back to it after a restart on the same port. In
 // both, a slow POST to a real app, in flight through the draining relay, finishes within the grace

@@ -17,7 +17,7 @@ import { installVite, startVite, VITE_SPEC } from '../../helpers/vite.js';
 const PROJECT: Record<string, string> = {
   'index.html': '<!doctype html>\n<html><head><meta charset="utf-8"><title>vite sandbox</title></head>\n<body><h1 id="app">loading</h1><script type="module" src="/main.js"></script></body></html>\n',
   'main.js': [
-    "import { message } from '../../browser/message.js';",
+    "import { message } from './message.js';",
     "const render = (text) => { document.getElementById('app').textContent = text; };",
     'render(message);',
     "if (import.meta.hot) import.meta.hot.accept('./message.js', (mod) => { if (mod) render(mod.message); });",

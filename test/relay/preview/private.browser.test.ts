@@ -6,26 +6,14 @@
  * sibling preview's page; over TLS the cookie is Secure.
  */
 import t from 'tap';
-import type { PortSpec } from '../../../agent/agent.js';
-import { startEchoApp } from '../../helpers/apps.js';
 import { launchBrowser, waitForText } from '../../helpers/browser.js';
 import { makeTestIdentity } from '../../helpers/identity.js';
-import { INPROCESS_DOMAIN, startAgent, startRelay } from '../../helpers/inprocess.js';
+import { INPROCESS_DOMAIN, previewSpec, startAgent, startPrivateAlpha } from '../../helpers/inprocess.js';
 
 const id = await makeTestIdentity();
 t.teardown(() => id.remove());
-const { relay, url, httpPort } = await startRelay(id);
-t.teardown(() => relay.close());
-const tlsPort = relay.address().listen.port;
-const app = await startEchoApp();
-t.teardown(() => app.close());
-const open = await startEchoApp();
-t.teardown(() => open.close());
-
-const spec = (port: number, isPrivate: boolean): PortSpec => ({ port, preview: true, private: isPrivate, tcp: false, allow: [] });
-const alpha = await startAgent(id, url, 'alpha', [spec(app.port, true), spec(open.port, false)]);
-t.teardown(() => alpha.stop(100));
-const beta = await startAgent(id, url, 'beta', [spec(app.port, true)]);
+const { url, httpPort, tlsPort, app, other: open } = await startPrivateAlpha(t, id);
+const beta = await startAgent(id, url, 'beta', [previewSpec(app.port, true)]);
 t.teardown(() => beta.stop(100));
 
 const hostA = `${app.port}-alpha.${INPROCESS_DOMAIN}`;

@@ -9,28 +9,17 @@ import { createPublicKey, verify, type JsonWebKey } from 'node:crypto';
 import { request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import t from 'tap';
-import type { PortSpec } from '../../../agent/agent.js';
 import { JWKS_PATH, VIEWER_TOKEN_TTL_SECONDS } from '../../../relay/viewer-token.js';
-import { startEchoApp, type SeenRequest } from '../../helpers/apps.js';
+import type { SeenRequest } from '../../helpers/apps.js';
 import { makeTestIdentity } from '../../helpers/identity.js';
-import { INPROCESS_DOMAIN, startAgent, startRelay } from '../../helpers/inprocess.js';
+import { INPROCESS_DOMAIN, previewSpec, startAgent, startPrivateAlpha } from '../../helpers/inprocess.js';
 
 const id = await makeTestIdentity();
 t.teardown(() => id.remove());
-const { relay, url, httpPort } = await startRelay(id);
-t.teardown(() => relay.close());
-const tlsPort = relay.address().listen.port;
-const app = await startEchoApp();
-t.teardown(() => app.close());
-const other = await startEchoApp();
-t.teardown(() => other.close());
-
-const spec = (port: number, isPrivate: boolean): PortSpec => ({ port, preview: true, private: isPrivate, tcp: false, allow: [] });
 // Tunnel "alpha": app.port private by the --port flag, other.port public.
-const alpha = await startAgent(id, url, 'alpha', [spec(app.port, true), spec(other.port, false)]);
-t.teardown(() => alpha.stop(100));
+const { relay, url, httpPort, tlsPort, app, other } = await startPrivateAlpha(t, id);
 // Tunnel "beta": app.port private by the agent token's `private` claim.
-const beta = await startAgent(id, url, 'beta', [spec(app.port, false)], id.token('agent', 'beta', [app.port], { private: [app.port] }));
+const beta = await startAgent(id, url, 'beta', [previewSpec(app.port, false)], id.token('agent', 'beta', [app.port], { private: [app.port] }));
 t.teardown(() => beta.stop(100));
 
 const hostA = `${app.port}-alpha.${INPROCESS_DOMAIN}`;
@@ -181,7 +170,7 @@ t.test('the cookie of one preview host opens no other host, even when replayed b
   t.same(seen, []);
   // A cookie copied by hand onto another private host (a cookie jar does not do this: the
   // cookie is host-only) is refused too: the value is bound to the host it was made for.
-  const twin = await startAgent(id, url, 'alpha2', [spec(app.port, true)]);
+  const twin = await startAgent(id, url, 'alpha2', [previewSpec(app.port, true)]);
   t.teardown(() => twin.stop(100));
   const res = await send(`${app.port}-alpha2.${INPROCESS_DOMAIN}`, '/api', { headers: { cookie, accept: 'application/json' } });
   t.equal(res.status, 401);

@@ -12,8 +12,8 @@
  */
 import { EventEmitter, once } from 'node:events';
 import { ConnectionError, DEFAULT_SESSION_CONFIG, WarrenError, isRetryable, type Rate, type ErrorCode, type GoAwayInfo, type MuxStream, type Session, type SessionOptions } from '../protocol/index.js';
-import { dialRelay, type RelayTransport } from '../common/dial.js';
-import { joinSocket } from '../common/join.js';
+import { dialRelay, type RelayTransport } from '../transport/dial.js';
+import { joinSocket } from '../transport/join.js';
 import { Backoff, systemClock, type BackoffOptions, type Clock } from './backoff.js';
 import { dialLoopback } from './local-dial.js';
 

@@ -6,9 +6,9 @@
  * `warren agent status`: asks a running agent for its status over that socket.
  */
 import type { Command } from 'commander';
-import { collectProblem, envOption, readFlagFile, repeatableOption, runAction } from '../common/cli.js';
-import { parseRelayTransport, TRANSPORT_HELP } from '../common/dial.js';
-import { parseCount, parseDuration } from '../common/parse.js';
+import { collectProblem, envOption, readFlagFile, repeatableOption, runAction } from '../cli/command.js';
+import { parseRelayTransport, TRANSPORT_HELP } from '../transport/dial.js';
+import { parseCount, parseDuration } from '../cli/parse.js';
 import { ConfigError, WarrenError } from '../protocol/index.js';
 import { Agent, type AgentEvent, type PortSpec } from './agent.js';
 import { defaultStatusSocket, mergePortSpecs, parsePortFlag, parseTcpFlag, tokenProblems } from './config.js';

@@ -5,8 +5,9 @@
  */
 import { BlockList, isIP } from 'node:net';
 import { tmpdir } from 'node:os';
-import { ConfigError } from '../protocol/index.js';
-import { parsePort } from '../common/parse.js';
+import { ConfigError, MAX_HELLO_TOKEN_CHARS } from '../protocol/index.js';
+import { MAX_CLOCK_SKEW_SECONDS, peekClaims } from '../certs/token.js';
+import { parsePort } from '../cli/parse.js';
 import type { PortSpec } from './agent.js';
 import { defaultStatusSocketPath } from './status.js';
 
@@ -53,7 +54,7 @@ export function mergePortSpecs(specs: PortSpec[]): PortSpec[] {
   return [...byPort.values()].sort((a, b) => a.port - b.port);
 }
 
-/** The claims the agent looks at before connecting. */
+/** The claims the agent looks at before connecting (read with peekClaims, unverified). */
 export interface TokenPeek {
   sub?: string;
   role?: string;
@@ -61,25 +62,14 @@ export interface TokenPeek {
   exp?: number;
 }
 
-/** Reads a JWT's claims without verifying the signature; undefined when it is not a JWT. */
-export function peekToken(token: string): TokenPeek | undefined {
-  const parts = token.split('.');
-  if (parts.length !== 3 || token.length > 8192) return undefined;
-  try {
-    const claims = JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8')) as unknown;
-    return claims !== null && typeof claims === 'object' ? (claims) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 /** Problems that make a token useless for these ports, found before dialing (empty when none). */
 export function tokenProblems(token: string, ports: PortSpec[], nowMs: number): string[] {
-  const claims = peekToken(token);
+  // The HELLO's cap, not the verifier's: a token too large for the relay is refused by it, with its code.
+  const claims = peekClaims(token, MAX_HELLO_TOKEN_CHARS) as TokenPeek | undefined;
   if (!claims) return ['--token: not a JWT (three base64url parts); mint one with `warren token issue --role agent`'];
   const problems: string[] = [];
   if (claims.role !== undefined && claims.role !== 'agent') problems.push(`--token: this is a ${claims.role} token; the agent needs a token with role "agent"`);
-  if (typeof claims.exp === 'number' && claims.exp * 1000 < nowMs - 60_000) problems.push(`--token: the token expired at ${new Date(claims.exp * 1000).toISOString()}`);
+  if (typeof claims.exp === 'number' && claims.exp * 1000 < nowMs - MAX_CLOCK_SKEW_SECONDS * 1000) problems.push(`--token: the token expired at ${new Date(claims.exp * 1000).toISOString()}`);
   if (Array.isArray(claims.ports)) {
     const allowed = new Set(claims.ports);
     const missing = ports.filter((p) => !allowed.has(p.port)).map((p) => p.port);

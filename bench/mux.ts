@@ -25,6 +25,7 @@ import { parseArgs } from 'node:util';
 import type { SessionOptions } from '../protocol/index.js';
 import { testTlsIdentity } from '../test/helpers/tls.js';
 import { runCase, type RunOptions, type Target, type TransferResult } from './mux-cases.js';
+import { log, median, parseSize, round } from './run-util.js';
 import { BASELINE_CASE, CASES, CHUNK_BYTES, type BenchCase, type InitMessage, type ReceiverMessage, type Usage, usageNow } from './mux-shared.js';
 
 const MIB = 1024 * 1024;
@@ -65,22 +66,6 @@ interface CaseReport {
   runs: RunReport[];
 }
 
-function parseSize(text: string): number {
-  const m = /^(\d+(?:\.\d+)?)([kmg]?)i?b?$/i.exec(text.trim());
-  if (!m) throw new Error(`--size: expected a size such as 512m or 1g; got ${text}`);
-  const unit = { '': 1, k: 1024, m: MIB, g: 1024 * MIB }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'];
-  return Math.round(Number(m[1]) * unit);
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor((sorted.length - 1) / 2)]!;
-}
-
-function log(line: string): void {
-  process.stderr.write(`${line}\n`);
-}
-
 /** The receiver process and a way to ask it for its CPU time. */
 async function startReceiver(init: InitMessage): Promise<{ ports: Target['ports']; usage(): Promise<Usage>; stop(): void }> {
   const child = fork(fileURLToPath(new URL('./mux-receiver.js', import.meta.url)), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
@@ -105,8 +90,6 @@ async function startReceiver(init: InitMessage): Promise<{ ports: Target['ports'
     stop: () => child.disconnect(),
   };
 }
-
-const round = (x: number, digits = 1): number => Math.round(x * 10 ** digits) / 10 ** digits;
 
 function report(c: BenchCase, runs: RunReport[], baseline: number | null): CaseReport {
   const mid = runs.find((r) => r.mbPerSec === median(runs.map((x) => x.mbPerSec)))!;

@@ -34,44 +34,12 @@ import { parseArgs } from 'node:util';
 import { WarrenClient } from '../client/client.js';
 import { makeTestIdentity, type TestIdentity } from '../test/helpers/identity.js';
 import { warrenBin } from '../test/helpers/paths.js';
+import { cpuSeconds, log, median, parseSize, quantile, round } from './run-util.js';
 
 const MIB = 1024 * 1024;
 const DOMAIN = 'preview.test';
 const TUNNEL = 'bench';
 const BODY = Buffer.alloc(1024, 'x');
-
-const round = (x: number, digits = 2): number => Math.round(x * 10 ** digits) / 10 ** digits;
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor((sorted.length - 1) / 2)]!;
-}
-
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
-
-function log(line: string): void {
-  process.stderr.write(`${line}\n`);
-}
-
-function parseSize(text: string): number {
-  const m = /^(\d+)([kmg]?)$/i.exec(text.trim());
-  if (!m) throw new Error(`--size: expected a size such as 256m; got ${text}`);
-  return Number(m[1]) * { '': 1, k: 1024, m: MIB, g: 1024 * MIB }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'];
-}
-
-/** CPU seconds (user + system) a process has used so far, from /proc. */
-function cpuSeconds(pid: number | undefined): number {
-  if (pid === undefined) return 0;
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return 0;
-  }
-}
 
 async function listen<T extends HttpServer | NetServer>(server: T): Promise<number> {
   server.listen(0, '127.0.0.1');
@@ -340,7 +308,7 @@ async function main(): Promise<void> {
           const before = usage(s);
           const w = await wrk(s.httpPort, host, duration, connections);
           const after = usage(s);
-          all[s.name]!.push({ ...w, relayCpu: round((after.relay - before.relay) / duration), agentCpu: round((after.agent - before.agent) / duration) });
+          all[s.name]!.push({ ...w, relayCpu: round((after.relay - before.relay) / duration, 2), agentCpu: round((after.agent - before.agent) / duration, 2) });
           line.push(`${s.name} ${w.rps.toFixed(0)} req/s p99 ${w.p99} ms`);
         }
         log(`  preview run ${r + 1}: ${line.join('; ')}`);
@@ -374,10 +342,10 @@ async function main(): Promise<void> {
       const all: Record<string, number[]> = Object.fromEntries(paths.map((p) => [p.name, []]));
       for (let r = 0; r < runs; r++) {
         for (const p of paths) all[p.name]!.push(...(await firstByteTimes(count, p.open)));
-        log(`  latency run ${r + 1}: p50 ${paths.map((p) => `${p.name} ${percentile(all[p.name]!, 50).toFixed(3)} ms`).join(', ')}`);
+        log(`  latency run ${r + 1}: p50 ${paths.map((p) => `${p.name} ${quantile(all[p.name]!, 0.5).toFixed(3)} ms`).join(', ')}`);
       }
       for (const c of clients) await c.close();
-      result.latency = Object.fromEntries(Object.entries(all).map(([k, v]) => [k, { p50: round(percentile(v, 50), 3), p90: round(percentile(v, 90), 3), p99: round(percentile(v, 99), 3), n: v.length }]));
+      result.latency = Object.fromEntries(Object.entries(all).map(([k, v]) => [k, { p50: round(quantile(v, 0.5), 3), p90: round(quantile(v, 0.9), 3), p99: round(quantile(v, 0.99), 3), n: v.length }]));
     }
 
     if (cases.has('throughput')) {
@@ -393,7 +361,7 @@ async function main(): Promise<void> {
           const before = usage(s);
           const mb = await transfer(s.endpoints.get(apps.sink)!, size, sink);
           const after = usage(s);
-          all[s.name]!.push({ mbPerSec: round(mb, 1), relayCpuSecPerGB: round((after.relay - before.relay) / (size / 1e9)), agentCpuSecPerGB: round((after.agent - before.agent) / (size / 1e9)) });
+          all[s.name]!.push({ mbPerSec: round(mb, 1), relayCpuSecPerGB: round((after.relay - before.relay) / (size / 1e9), 2), agentCpuSecPerGB: round((after.agent - before.agent) / (size / 1e9), 2) });
           line.push(`${s.name} ${round(mb, 1)} MB/s`);
         }
         log(`  throughput run ${r + 1}: ${line.join(', ')}`);

@@ -1,7 +1,8 @@
 /**
- * Small pieces the whole-system benchmark (bench/run.ts) shares: progress lines, per-process CPU
- * and memory read from /proc, process trees (sshd forks per connection), percentiles, and a
- * registry of every child process so that all of them are killed at the end, even on error.
+ * Small pieces every benchmark driver (bench/run.ts, bench/path.ts, bench/mux.ts) shares: progress
+ * lines, per-process CPU and memory read from /proc, process trees (sshd forks per connection),
+ * quantiles and medians (one rank rule), sizes typed on the command line, and a registry of every
+ * child process so that all of them are killed at the end, even on error.
  */
 import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
@@ -16,8 +17,9 @@ export function log(line: string): void {
 const CLOCK_TICKS_PER_SEC = 100;
 const PAGE_BYTES = 4096;
 
-/** User + system CPU seconds of `pid` so far (from /proc/PID/stat); 0 when it is gone. */
-export function cpuSeconds(pid: number): number {
+/** User + system CPU seconds of `pid` so far (from /proc/PID/stat); 0 when it is gone (or undefined: never started). */
+export function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return 0;
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // Fields after the command name (which may hold spaces) start after the last ')'.
@@ -91,6 +93,20 @@ export function quantile(values: number[], q: number): number {
   if (values.length === 0) return 0;
   const sorted = Float64Array.from(values).sort();
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
+}
+
+/** The median of `values`: quantile 0.5 (the lower middle value of an even count); 0 for none. */
+export function median(values: number[]): number {
+  return quantile(values, 0.5);
+}
+
+const SIZE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 * 1024, g: 1024 * 1024 * 1024 };
+
+/** Parses a size flag: bytes, or a number with k, m or g (binary units; `1.5g`, `512MiB` too). */
+export function parseSize(text: string, flag = '--size'): number {
+  const m = /^(\d+(?:\.\d+)?)([kmg]?)i?b?$/i.exec(text.trim());
+  if (!m) throw new Error(`${flag}: expected a size such as 256m or 1g; got ${text}`);
+  return Math.round(Number(m[1]) * SIZE_UNITS[m[2]!.toLowerCase()]!);
 }
 
 /** Rounds to `digits` decimals. */

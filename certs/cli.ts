@@ -6,8 +6,8 @@
  */
 import { Option, type Command } from 'commander';
 import { randomBytes } from 'node:crypto';
-import { envOption, repeatableOption, runAction } from '../common/cli.js';
-import { parseDuration, parsePortList } from '../common/parse.js';
+import { collectProblem, envOption, repeatableOption, runAction } from '../cli/command.js';
+import { parseDuration, parsePortList } from '../cli/parse.js';
 import { ConfigError } from '../protocol/errors.js';
 import { MAX_VIEWER_LENGTH, ROLES, isTunnelId, type Role, type WarrenClaims } from './claims.js';
 import { writeOutputFiles } from './files.js';
@@ -147,20 +147,11 @@ Examples:
 
 async function issueFromFlags(opts: TokenIssueFlags): Promise<void> {
   const issues: string[] = [];
-  const attempt = <T>(parse: () => T): T | undefined => {
-    try {
-      return parse();
-    } catch (err) {
-      if (!(err instanceof ConfigError)) throw err;
-      issues.push(...err.issues);
-      return undefined;
-    }
-  };
   if (!isTunnelId(opts.tunnel)) issues.push(`--tunnel: "${opts.tunnel}" is not a tunnel id (1-32 lowercase letters, digits and inner hyphens, like ab12cd)`);
-  const ports = attempt(() => parsePortList(opts.ports, '--ports'));
-  const ttlMs = attempt(() => parseDuration(opts.ttl, '--ttl'));
+  const ports = collectProblem(issues, () => parsePortList(opts.ports, '--ports'));
+  const ttlMs = collectProblem(issues, () => parseDuration(opts.ttl, '--ttl'));
   if (ttlMs !== undefined && ttlMs < 1000) issues.push(`--ttl: "${opts.ttl}" is shorter than one second`);
-  const privatePorts = opts.private === undefined ? undefined : attempt(() => parsePortList(opts.private!, '--private'));
+  const privatePorts = opts.private === undefined ? undefined : collectProblem(issues, () => parsePortList(opts.private!, '--private'));
   if (ports && privatePorts && !privatePorts.every((p) => ports.includes(p))) issues.push('--private: every private port must also be in --ports');
   if (opts.viewer !== undefined && (opts.viewer.length === 0 || opts.viewer.length > MAX_VIEWER_LENGTH)) {
     issues.push(`--viewer: must be 1-${MAX_VIEWER_LENGTH} characters`);

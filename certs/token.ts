@@ -29,6 +29,24 @@ const MAX_TOKEN_JSON_DEPTH = 8;
 /** Length of an Ed25519 signature in bytes. */
 const ED25519_SIGNATURE_BYTES = 64;
 
+/**
+ * Reads a token's claims without verifying anything, for a look before the token is sent where it
+ * is verified (is it a JWT, which role, has it expired). Undefined when the token is longer than
+ * `maxBytes` (default DEFAULT_MAX_TOKEN_BYTES), is not three dot-separated parts, or its middle
+ * part is not a JSON object. Nothing in the result can be trusted.
+ */
+export function peekClaims(token: string, maxBytes = DEFAULT_MAX_TOKEN_BYTES): Record<string, unknown> | undefined {
+  if (token.length > maxBytes) return undefined;
+  const parts = token.split('.');
+  if (parts.length !== 3) return undefined;
+  try {
+    const claims = JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8')) as unknown;
+    return claims !== null && typeof claims === 'object' ? (claims as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Options for verifyToken. */
 export interface VerifyOptions {
   /** Trusted public keys by kid (loadTrustedKeys). */

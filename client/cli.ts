@@ -5,10 +5,10 @@
  */
 import { createServer, type Socket } from 'node:net';
 import type { Command } from 'commander';
-import { collectProblem, envOption, readFlagFile, runAction } from '../common/cli.js';
-import { parseRelayTransport, TRANSPORT_HELP } from '../common/dial.js';
-import { joinSocket } from '../common/join.js';
-import { formatHostPort, parseHostPort, parsePort, type HostPort } from '../common/parse.js';
+import { collectProblem, envOption, readFlagFile, runAction } from '../cli/command.js';
+import { parseRelayTransport, TRANSPORT_HELP } from '../transport/dial.js';
+import { joinSocket } from '../transport/join.js';
+import { formatHostPort, parseHostPort, parsePort, type HostPort } from '../cli/parse.js';
 import { ConfigError, WarrenError } from '../protocol/index.js';
 import { WarrenClient, type ClientOptions } from './client.js';
 

@@ -10,7 +10,7 @@
  * fails with ERR_WARREN_APP_UNREACHABLE, as a socket would with ECONNREFUSED.
  */
 import { WarrenError, type MuxStream, type Session, type SessionOptions } from '../protocol/index.js';
-import { dialRelay, type RelayTransport } from '../common/dial.js';
+import { dialRelay, type RelayTransport } from '../transport/dial.js';
 
 /** Where and how to connect. */
 export interface ClientOptions {

@@ -3,8 +3,8 @@
  */
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { collectProblem, envOption, repeatableOption, runAction } from '../common/cli.js';
-import { parsePort } from '../common/parse.js';
+import { collectProblem, envOption, repeatableOption, runAction } from '../cli/command.js';
+import { parsePort } from '../cli/parse.js';
 import { ConfigError } from '../protocol/index.js';
 import { describeAgentEvent } from '../agent/cli.js';
 import type { AgentEvent } from '../agent/agent.js';

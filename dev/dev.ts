@@ -12,7 +12,7 @@ import { generateIssuerKeys, parseIssuerKey, parsePublicKeys } from '../certs/ke
 import { issueToken } from '../certs/token.js';
 import { Relay } from '../relay/relay.js';
 import { Agent, type AgentEvent } from '../agent/agent.js';
-import { silentLogger, type Logger } from '../common/log.js';
+import { silentLogger, type Logger } from '../log/logger.js';
 import { startDemoApp, type DemoApp } from './demo-app.js';
 
 /** Settings of `warren dev`. */

@@ -123,27 +123,3 @@ export function verifySessionConfig(options: SessionOptions = {}): Readonly<Sess
   lastVerified = Object.freeze(c);
   return lastVerified;
 }
-
-/** A token bucket on an injectable clock: take() is false once the rate is exceeded. */
-export class TokenBucket {
-  private tokens: number;
-  private last: number;
-
-  constructor(
-    private readonly rate: Rate,
-    private readonly now: () => number,
-  ) {
-    this.tokens = rate.burst;
-    this.last = now();
-  }
-
-  /** Takes one token; false when none is left. */
-  take(): boolean {
-    const t = this.now();
-    this.tokens = Math.min(this.rate.burst, this.tokens + ((t - this.last) / 1000) * this.rate.perSecond);
-    this.last = t;
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
-    return true;
-  }
-}

@@ -116,11 +116,6 @@ export interface WarrenErrorOptions {
 }
 
 /** The base of every error Warren raises: a stable `code`, its wire number and a retry decision. */
-/** The Warren code of any thrown value: a WarrenError's own, ERR_WARREN_INTERNAL for anything else. */
-export function errorCode(err: unknown): ErrorCode {
-  return err instanceof WarrenError ? err.code : 'ERR_WARREN_INTERNAL';
-}
-
 export class WarrenError extends Error {
   readonly code: ErrorCode;
   readonly wireCode: number;
@@ -193,4 +188,13 @@ export function errorFromWire<T extends WarrenError>(
 /** True for errors whose code says retrying may succeed. Decides by code, never by message text. */
 export function isRetryable(err: unknown): boolean {
   return err instanceof WarrenError ? err.retryable : false;
+}
+
+/**
+ * The code to report for a caught error (metrics labels, logs, `--json` output): its own `code`
+ * (an ERR_WARREN_* for a WarrenError; a Node error's code such as ECONNRESET is passed on as it
+ * is), else ERR_WARREN_INTERNAL.
+ */
+export function errorCode(err: unknown): ErrorCode {
+  return (err as { code?: ErrorCode } | null | undefined)?.code ?? 'ERR_WARREN_INTERNAL';
 }

@@ -36,6 +36,9 @@ export interface ServerHello {
   app: Record<string, unknown>;
 }
 
+/** Longest token a dialer's HELLO may carry, in characters (the relay's verifier may cap it lower). */
+export const MAX_HELLO_TOKEN_CHARS = 8192;
+
 const limitsSchema = z.object({
   maxFrameBytes: z.int().min(16 * 1024).max(MAX_FRAME_BYTES_LIMIT),
   initialWindowBytes: z.int().min(64 * 1024).max(MAX_WINDOW_BYTES_LIMIT),
@@ -44,7 +47,7 @@ const limitsSchema = z.object({
 
 const clientHelloSchema = z.object({
   v: z.int(),
-  token: z.string().max(8192),
+  token: z.string().max(MAX_HELLO_TOKEN_CHARS),
   limits: limitsSchema,
   software: z.string().max(128).optional(),
   app: z.record(z.string(), z.unknown()).default({}),
@@ -91,4 +94,18 @@ export function parseServerHello(payload: Buffer): ServerHello {
   const result = serverHelloSchema.safeParse(raw);
   if (!result.success) throw new ProtocolError('ERR_WARREN_HANDSHAKE', `bad HELLO: ${describe(result.error)}`);
   return result.data;
+}
+
+/** The peer's limits assumed until its HELLO arrives. */
+export const LIMITS_BEFORE_HELLO: Readonly<HelloLimits> = Object.freeze({ maxFrameBytes: 16 * 1024, initialWindowBytes: 64 * 1024, maxMetadataBytes: 0 });
+
+/** The peer limits a session took last. */
+let lastPeerLimits = LIMITS_BEFORE_HELLO;
+
+/** `limits`, as the object a session took last when equal: the peers of a relay nearly all announce the same limits. */
+export function sharedLimits(limits: HelloLimits): Readonly<HelloLimits> {
+  const last = lastPeerLimits;
+  if (limits.maxFrameBytes === last.maxFrameBytes && limits.initialWindowBytes === last.initialWindowBytes && limits.maxMetadataBytes === last.maxMetadataBytes) return last;
+  lastPeerLimits = Object.freeze({ maxFrameBytes: limits.maxFrameBytes, initialWindowBytes: limits.initialWindowBytes, maxMetadataBytes: limits.maxMetadataBytes });
+  return lastPeerLimits;
 }

@@ -16,6 +16,7 @@
 import { Duplex } from 'node:stream';
 import { ERRORS, StreamResetError, WarrenError, type ErrorCode } from './errors.js';
 import { encodeDataHeader } from './encode.js';
+import type { SessionConfig } from './config.js';
 
 /**
  * WINDOW frames a peer may send for each DATA frame it received on a stream before further ones
@@ -24,6 +25,37 @@ import { encodeDataHeader } from './encode.js';
  * that return credit more eagerly.
  */
 export const WINDOW_FRAMES_PER_DATA_FRAME = 4;
+
+/** Smallest RTT used for window auto-tuning, so loopback links still grow windows under load. */
+const MIN_TUNING_RTT_MS = 2;
+/** RTT assumed before the first PONG. */
+const INITIAL_RTT_MS = 50;
+
+/**
+ * Window auto-tuning, at a credit return of `unreturned` bytes on `stream`: returns how its
+ * receive window changes (see StreamOwner.windowAdjustment) and starts the stream's next epoch.
+ * Over the session's buffer budget (`buffered` above maxBufferedBytes), a window that grew earlier
+ * gives back half (down to the initial window), so maxBufferedBytes bounds memory again once
+ * readers catch up. Otherwise the window doubles when half of it went in under ~2 RTTs (`srttMs`,
+ * undefined before the first PONG) and the reader keeps up.
+ */
+export function tuneReceiveWindow(stream: MuxStream, unreturned: number, readerIdle: boolean, config: Readonly<SessionConfig>, buffered: number, srttMs: number | undefined): number {
+  const now = config.now();
+  const elapsed = now - stream.epochStart;
+  stream.epochStart = now;
+  const initial = config.initialWindowBytes;
+  if (buffered > config.maxBufferedBytes) {
+    if (stream.recvWindow <= initial) return 0;
+    return -Math.min(unreturned, stream.recvWindow - Math.max(initial, Math.floor(stream.recvWindow / 2)));
+  }
+  if (!readerIdle) return 0;
+  const rtt = Math.max(srttMs ?? INITIAL_RTT_MS, MIN_TUNING_RTT_MS);
+  const fraction = unreturned / stream.recvWindow;
+  if (elapsed >= 4 * fraction * rtt) return 0;
+  const growth = Math.min(stream.recvWindow, config.maxWindowBytes - stream.recvWindow);
+  if (growth <= 0 || buffered + growth > config.maxBufferedBytes) return 0;
+  return growth;
+}
 
 /** The session operations a stream needs; implemented by Session. */
 export interface StreamOwner {

@@ -17,8 +17,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import { WarrenError } from '../protocol/index.js';
-import { formatHostPort, type HostPort } from '../common/parse.js';
-import type { Logger } from '../common/log.js';
+import { formatHostPort, type HostPort } from '../cli/parse.js';
+import type { Logger } from '../log/logger.js';
 
 /** A tunnel as the admin API shows it. */
 export interface TunnelView {

@@ -4,8 +4,8 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { envOption, repeatableOption, runAction } from '../common/cli.js';
-import { createLogger } from '../common/log.js';
+import { envOption, repeatableOption, runAction } from '../cli/command.js';
+import { createLogger } from '../log/logger.js';
 import { loadRelayConfig, mergeRelayConfig, readRelayConfigFile, RELAY_DEFAULTS, RELAY_SETTINGS, type RawRelayConfig, type RelayConfig } from './config.js';
 import { Relay } from './relay.js';
 

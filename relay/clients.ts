@@ -9,7 +9,7 @@ import { ProtocolError, TokenBucket, WarrenError, type ClientHello, type ErrorCo
 import type { WarrenClaims } from '../certs/token.js';
 import { verifyFor, type TokenPolicy } from '../certs/token.js';
 import type { Router } from './router.js';
-import { joinStreams } from '../common/join.js';
+import { joinStreams } from '../transport/join.js';
 
 const clientAppSchema = z.object({
   tunnel: z.string().max(64).optional(),

@@ -11,7 +11,7 @@ import { createSecureContext } from 'node:tls';
 import { z } from 'zod';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError, WarrenError } from '../protocol/index.js';
-import { formatHostPort, parseCount, parseDuration, parseHostPort, parsePortRange, type HostPort } from '../common/parse.js';
+import { formatHostPort, parseCount, parseDuration, parseHostPort, parsePortRange, type HostPort } from '../cli/parse.js';
 import { loadTrustedKeys, type TrustedKeys } from '../certs/keys.js';
 import { MIN_SESSION_KEY_BYTES } from './preview/index.js';
 

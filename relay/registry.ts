@@ -5,7 +5,7 @@
  * are opened through the router (router.ts), whose LocalRoutes reads this registry.
  */
 import type { Session } from '../protocol/index.js';
-import { emitterListener } from '../common/listener.js';
+import { emitterListener } from './emitter-listener.js';
 
 /** How one port of a tunnel is exposed. */
 export interface ExposedPort {

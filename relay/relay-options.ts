@@ -5,8 +5,8 @@
 import type { KeyObject } from 'node:crypto';
 import type { Registry } from 'prom-client';
 import type { TrustedKeys } from '../certs/keys.js';
-import type { Logger } from '../common/log.js';
-import type { HostPort } from '../common/parse.js';
+import type { Logger } from '../log/logger.js';
+import type { HostPort } from '../cli/parse.js';
 import type { SessionOptions } from '../protocol/index.js';
 import type { Directory } from './network/directory.js';
 import type { MeshIdentity } from './network/mesh.js';

@@ -15,8 +15,8 @@
 import { Registry } from 'prom-client';
 import { WarrenError, type Session } from '../protocol/index.js';
 import type { TokenPolicy } from '../certs/token.js';
-import type { HostPort } from '../common/parse.js';
-import { silentLogger, type Logger } from '../common/log.js';
+import type { HostPort } from '../cli/parse.js';
+import { silentLogger, type Logger } from '../log/logger.js';
 import { AdminServer, type AdminBackend } from './admin.js';
 import type { AgentEndpointContext } from './agents.js';
 import { RelayListeners } from './listeners.js';

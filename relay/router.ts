@@ -16,7 +16,7 @@ import { WarrenError, errorCode, type MuxStream, type Session } from '../protoco
 import type { RelayMetrics, StreamKind } from './metrics.js';
 import type { TunnelRegistry } from './registry.js';
 import { exposedPort } from './registry.js';
-import { emitterListener } from '../common/listener.js';
+import { emitterListener } from './emitter-listener.js';
 
 /** What a stream is opened for, as the edge that checked it knows it. */
 export interface StreamTarget {

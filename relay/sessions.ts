@@ -6,8 +6,8 @@
  */
 import { acceptSession, ConnectionError, errorCode, type Session, type SessionOptions, type Transport, type WarrenError } from '../protocol/index.js';
 import type { TokenPolicy } from '../certs/token.js';
-import type { Logger } from '../common/log.js';
-import { emitterListener } from '../common/listener.js';
+import type { Logger } from '../log/logger.js';
+import { emitterListener } from './emitter-listener.js';
 import { acceptAgent, type AgentEndpointContext, type AgentWelcome } from './agents.js';
 import { acceptClient, serveClientSession } from './clients.js';
 import type { RelayMetrics, SessionRole } from './metrics.js';

@@ -11,8 +11,8 @@ import { once } from 'node:events';
 import { BlockList, createServer, isIP, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WarrenError } from '../protocol/index.js';
-import { silentLogger, type Logger } from '../common/log.js';
-import { joinSocket } from '../common/join.js';
+import { silentLogger, type Logger } from '../log/logger.js';
+import { joinSocket } from '../transport/join.js';
 import { exposedPort, type TunnelRegistry } from './registry.js';
 
 /** Settings of the raw TCP endpoints. */

@@ -36,7 +36,7 @@ if (!step('system packages', 'bash', ['scripts/ensure-system-deps.sh'])) finish(
 if (!step('build', 'npm', ['run', 'build', '--silent'])) finish();
 step('lint', 'npm', ['run', 'lint', '--silent']);
 
-// Test files may be named as sources (test/unit/x.test.ts); tap runs the compiled files.
+// Test files may be named as sources (test/protocol/codec.test.ts); tap runs the compiled files.
 const files = process.argv.slice(2).map((f) => f.replace(/^(\.\/)?(?!dist\/)/, 'dist/').replace(/\.ts$/, '.js'));
 const dir = mkdtempSync(join(tmpdir(), 'warren-tap-'));
 const tallyFile = join(dir, 'tally.json');

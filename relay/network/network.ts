@@ -10,7 +10,7 @@
 import { randomBytes } from 'node:crypto';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { ERRORS } from '../../protocol/index.js';
-import type { Logger } from '../../common/log.js';
+import type { Logger } from '../../log/logger.js';
 import type { NetworkOptions } from '../relay-options.js';
 import type { TunnelEntry, TunnelRegistry } from '../registry.js';
 import type { Router } from '../router.js';

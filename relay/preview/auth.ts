@@ -17,8 +17,8 @@
  * app receives `X-Warren-Viewer` and `X-Warren-Viewer-Token` (viewer-token.ts) instead.
  */
 import type { IncomingMessage } from 'node:http';
-import type { Logger } from '../../common/log.js';
-import { silentLogger } from '../../common/log.js';
+import type { Logger } from '../../log/logger.js';
+import { silentLogger } from '../../log/logger.js';
 import type { WarrenClaims } from '../../certs/token.js';
 import { TokenError, type ErrorCode } from '../../protocol/errors.js';
 import { verifyFor, type TokenPolicy } from '../../certs/token.js';

@@ -6,7 +6,7 @@
  */
 import { request as httpRequest, type Agent as HttpAgent, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { Logger } from '../../common/log.js';
+import type { Logger } from '../../log/logger.js';
 import { ERRORS, WarrenError, type ErrorCode } from '../../protocol/errors.js';
 import { responseHeadersForClient, type BodyFraming } from './headers.js';
 import type { PreviewTarget } from './host.js';

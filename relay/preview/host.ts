@@ -8,6 +8,7 @@
  *   03000-ab12cd.preview.example.dev       -> null (leading zero)
  *   3000-ab12cd.x.preview.example.dev      -> null (two labels)
  */
+import { TUNNEL_ID_PATTERN } from '../../certs/claims.js';
 
 /** Where a preview request goes: a port inside the sandbox of one tunnel. */
 export interface PreviewTarget {
@@ -17,8 +18,8 @@ export interface PreviewTarget {
   port: number;
 }
 
-/** Tunnel ids as they appear in preview hosts (and in tokens' `sub`). */
-export const TUNNEL_ID_PATTERN = /^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$/;
+/** Tunnel ids as they appear in preview hosts (and in tokens' `sub`); defined in certs/claims.ts. */
+export { TUNNEL_ID_PATTERN };
 
 /** The label `{port}-{tunnel}`: a port without leading zeros, then the tunnel id. */
 const LABEL_PATTERN = /^([1-9][0-9]{0,4})-([a-z0-9-]+)$/;

@@ -27,8 +27,8 @@
  */
 import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { Logger } from '../../common/log.js';
-import { silentLogger } from '../../common/log.js';
+import type { Logger } from '../../log/logger.js';
+import { silentLogger } from '../../log/logger.js';
 import { InvalidArgumentError, WarrenError, type ErrorCode } from '../../protocol/errors.js';
 import { renderErrorAnswer, sendRawAnswer, type ErrorAnswer, type ErrorContext } from './error-page.js';
 import type { PreviewAccess } from './auth.js';

@@ -5,7 +5,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { Logger } from '../../common/log.js';
+import type { Logger } from '../../log/logger.js';
 import { serializeResponseHead } from './headers.js';
 
 /**

@@ -2,6 +2,8 @@ import { once } from 'node:events';
 import { createServer, type AddressInfo } from 'node:net';
 import { Relay, type RelayOptions } from '../../relay/relay.js';
 import { Agent, type AgentEvent, type PortSpec } from '../../agent/agent.js';
+import type { Test } from 'tap';
+import { startEchoApp, type EchoApp } from './apps.js';
 import type { TestIdentity } from './identity.js';
 
 /** The preview domain in-process test relays serve. */
@@ -70,4 +72,40 @@ export async function startEchoTunnel(
 export async function next<T>(emitter: NodeJS.EventEmitter, name: string): Promise<T> {
   const [value] = (await once(emitter, name)) as [T];
   return value;
+}
+
+/** A preview port, private or public, with no raw TCP endpoint. */
+export function previewSpec(port: number, isPrivate: boolean): PortSpec {
+  return { port, preview: true, private: isPrivate, tcp: false, allow: [] };
+}
+
+/** What startPrivateAlpha() starts. */
+export interface PrivateAlpha {
+  relay: Relay;
+  url: string;
+  httpPort: number;
+  /** The relay's TLS listener (agents, and HTTPS previews). */
+  tlsPort: number;
+  /** Exposed by alpha as a private preview (by the --port flag's `private`). */
+  app: EchoApp;
+  /** Exposed by alpha as a public preview. */
+  other: EchoApp;
+  alpha: Agent;
+}
+
+/**
+ * The start of the private-preview suites: a relay, two echo apps, and tunnel "alpha" with `app`
+ * private and `other` public. Everything is closed at `t`'s teardown.
+ */
+export async function startPrivateAlpha(t: Test, id: TestIdentity): Promise<PrivateAlpha> {
+  const { relay, url, httpPort } = await startRelay(id);
+  t.teardown(() => relay.close());
+  const tlsPort = relay.address().listen.port;
+  const app = await startEchoApp();
+  t.teardown(() => app.close());
+  const other = await startEchoApp();
+  t.teardown(() => other.close());
+  const alpha = await startAgent(id, url, 'alpha', [previewSpec(app.port, true), previewSpec(other.port, false)]);
+  t.teardown(() => alpha.stop(100));
+  return { relay, url, httpPort, tlsPort, app, other, alpha };
 }

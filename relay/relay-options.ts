@@ -8,8 +8,7 @@ import type { TrustedKeys } from '../certs/keys.js';
 import type { Logger } from '../log/logger.js';
 import type { HostPort } from '../cli/parse.js';
 import type { SessionOptions } from '../protocol/index.js';
-import type { Directory } from './network/directory.js';
-import type { MeshIdentity } from './network/mesh.js';
+import type { NetworkOptions } from './network/network.js';
 
 /** Relay settings (validated by relay/config.ts for the CLI). */
 export interface RelayOptions {
@@ -71,20 +70,6 @@ export interface RelayOptions {
   network?: NetworkOptions;
 }
 
-/** How a relay joins a network of relays. */
-export interface NetworkOptions {
-  /** Presence: which relay holds which tunnel (NatsDirectory). */
-  directory: Directory;
-  /** Unique in the network. */
-  id: string;
-  region: string;
-  /** wss://HOST:PORT: how agents and peers reach this relay; its host is also the mesh host peers dial. */
-  advertise: string;
-  /** The mesh listener (mutual TLS, ALPN warren.v1.mesh). */
-  meshListen: HostPort;
-  /** The mesh certificate (client and server use), its key and the mesh CA. */
-  mesh: MeshIdentity;
-}
 
 /** How long slow or idle clients may hold a connection. */
 export interface RelayTimeouts {

@@ -11,13 +11,28 @@ import { randomBytes } from 'node:crypto';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { ERRORS } from '../../protocol/index.js';
 import type { Logger } from '../../log/logger.js';
-import type { NetworkOptions } from '../relay-options.js';
+import type { HostPort } from '../../cli/parse.js';
 import type { TunnelEntry, TunnelRegistry } from '../registry.js';
 import type { Router } from '../router.js';
-import type { RelayRecord, TunnelRecord } from './directory.js';
-import { Mesh } from './mesh.js';
+import type { Directory, RelayRecord, TunnelRecord } from './directory.js';
+import { Mesh, type MeshIdentity } from './mesh.js';
 
 const CODES = new Set(Object.keys(ERRORS));
+
+/** How a relay joins a network of relays. */
+export interface NetworkOptions {
+  /** Presence: which relay holds which tunnel (NatsDirectory). */
+  directory: Directory;
+  /** Unique in the network. */
+  id: string;
+  region: string;
+  /** wss://HOST:PORT: how agents and peers reach this relay; its host is also the mesh host peers dial. */
+  advertise: string;
+  /** The mesh listener (mutual TLS, ALPN warren.v1.mesh). */
+  meshListen: HostPort;
+  /** The mesh certificate (client and server use), its key and the mesh CA. */
+  mesh: MeshIdentity;
+}
 
 /** What the network part needs of the relay. */
 export interface NetworkDeps {

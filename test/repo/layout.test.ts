@@ -3,7 +3,7 @@ import { join, relative } from 'node:path';
 import t from 'tap';
 import { repoRoot } from '../helpers/paths.js';
 
-// The import rules of DESIGN.md: roles meet only on the wire. The shared folders (cli: flags
+// The import rules of docs/ARCHITECTURE.md: roles meet only on the wire. The shared folders (cli: flags
 // and the values users type; log: logging; transport: dialing a relay and joining byte streams)
 // serve every role and import none of them.
 const ROLES_AND_TOOLS = ['relay', 'agent', 'client', 'dev', 'bin', 'bench'];
@@ -32,7 +32,7 @@ function sources(dir: string): string[] {
   return out;
 }
 
-t.test('library folders import only what DESIGN.md allows', async (t) => {
+t.test('library folders import only what docs/ARCHITECTURE.md allows', async (t) => {
   const violations: string[] = [];
   for (const [folder, banned] of Object.entries(FORBIDDEN)) {
     const files = existsDir(join(repoRoot, folder)) ? sources(join(repoRoot, folder)) : [];
@@ -42,6 +42,21 @@ t.test('library folders import only what DESIGN.md allows', async (t) => {
         const target = relative(repoRoot, join(file, '..', m[1] ?? m[2]!)).split('/')[0]!;
         if (banned.includes(target)) violations.push(`${relative(repoRoot, file)} imports ${m[1] ?? m[2]}`);
       }
+    }
+  }
+  t.same(violations, []);
+});
+
+t.test('relay/preview/ is a room: it imports nothing of the relay outside it, and is entered through its index.ts', async (t) => {
+  const violations: string[] = [];
+  const previewDir = join(repoRoot, 'relay', 'preview');
+  for (const file of sources(join(repoRoot, 'relay'))) {
+    const inside = file.startsWith(`${previewDir}/`);
+    for (const m of readFileSync(file, 'utf8').matchAll(/from\s+'(\.\.?\/[^']+)'/g)) {
+      const target = join(file, '..', m[1]!);
+      const targetInside = target.startsWith(`${previewDir}/`);
+      if (inside && !targetInside && target.startsWith(join(repoRoot, 'relay'))) violations.push(`${relative(repoRoot, file)} imports ${m[1]} (outside relay/preview/)`);
+      if (!inside && targetInside && !target.endsWith('/preview/index.js')) violations.push(`${relative(repoRoot, file)} imports ${m[1]} (not through relay/preview/index.ts)`);
     }
   }
   t.same(violations, []);
@@ -61,7 +76,7 @@ t.test('libraries never read process.env or process.argv outside config and CLI 
 
 // test/README.md: a test lives under the folder of the part it proves, whatever its kind.
 /** The folders a test may live in: the source folders, relay/preview for the preview proxy, repo for the repository as a whole. */
-const TEST_PARTS = ['agent', 'bench', 'certs', 'client', 'dev', 'protocol', 'relay', 'relay/preview', 'repo', 'transport'];
+const TEST_PARTS = ['agent', 'bench', 'certs', 'client', 'dev', 'protocol', 'relay', 'relay/network', 'relay/preview', 'repo', 'transport'];
 
 t.test('every test lives under the folder of the part it proves', async (t) => {
   const testRoot = join(repoRoot, 'test');

@@ -28,7 +28,7 @@ export async function startRelayProcess(id: TestIdentity, extraArgs: string[] = 
 }
 
 /** Starts `warren agent` for `ports` with a token in WARREN_TOKEN; resolves once the tunnel is online. */
-export async function startAgentProcess(id: TestIdentity, relay: RelayProc, token: string, portArgs: string[], wait = true): Promise<Proc> {
+export async function startAgentProcess(id: TestIdentity, relay: Pick<RelayProc, 'url'>, token: string, portArgs: string[], wait = true): Promise<Proc> {
   const proc = startWarren(['agent', '--relay', relay.url, '--ca', id.caFile, ...portArgs], { WARREN_TOKEN: token });
   if (wait) await proc.waitFor(/is online via/);
   return proc;

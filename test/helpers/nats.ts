@@ -1,0 +1,140 @@
+/**
+ * Real nats-server processes for tests: one JetStream server, or a three-node cluster, each on
+ * free loopback ports with its own store folder, started and waited for by the "Server is ready"
+ * log line, and stopped (SIGTERM or SIGKILL) and restarted on the same ports and store (or on an
+ * empty store, as a server whose disk was lost).
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort } from './peers.js';
+import { startProcess, type Proc } from './process.js';
+
+/** The nats-server binary: `nats-server` on PATH, else Debian's /usr/sbin/nats-server (not on PATH for non-root users). */
+export const NATS_SERVER_BIN = ((): string => {
+  try {
+    execFileSync('sh', ['-c', 'command -v nats-server'], { stdio: 'ignore' });
+    return 'nats-server';
+  } catch {
+    return '/usr/sbin/nats-server';
+  }
+})();
+
+/** How long a server may take to print "Server is ready". */
+const NATS_READY_TIMEOUT_MS = 15_000;
+
+/** Options of one server. */
+export interface NatsServerOptions {
+  name?: string;
+  /** Client port; default a free one. */
+  port?: number;
+  /** Cluster listener port and the routes to the other nodes (host:port). */
+  clusterPort?: number;
+  routes?: string[];
+  user?: string;
+  password?: string;
+  /** Start without -js (a server without JetStream). */
+  noJetStream?: boolean;
+}
+
+/** One nats-server process that can be stopped and started again on the same port. */
+export class NatsServer {
+  readonly name: string;
+  readonly port: number;
+  /** Store folder (-sd); `wipe()` empties it. */
+  readonly storeDir: string;
+  /** The current process, undefined while stopped. */
+  proc: Proc | undefined;
+
+  constructor(private readonly options: NatsServerOptions & { port: number }) {
+    this.name = options.name ?? `n${options.port}`;
+    this.port = options.port;
+    this.storeDir = mkdtempSync(join(tmpdir(), 'warren-nats-'));
+  }
+
+  /** `nats://127.0.0.1:PORT`. */
+  get url(): string {
+    return `nats://127.0.0.1:${this.port}`;
+  }
+
+  /** Starts the process and resolves once it logs "Server is ready". */
+  async start(): Promise<void> {
+    if (this.proc) throw new Error(`nats-server ${this.name} is already running`);
+    const o = this.options;
+    const args = ['-a', '127.0.0.1', '-p', String(this.port), '-sd', this.storeDir, '--name', this.name];
+    if (!o.noJetStream) args.unshift('-js');
+    if (o.clusterPort !== undefined) args.push('--cluster_name', 'warren-test', '--cluster', `nats://127.0.0.1:${o.clusterPort}`);
+    if (o.routes?.length) args.push('--routes', o.routes.map((r) => `nats://${r}`).join(','));
+    if (o.user !== undefined) args.push('--user', o.user, '--pass', o.password ?? '');
+    const proc = startProcess(NATS_SERVER_BIN, args);
+    this.proc = proc;
+    void proc.exited.then(() => {
+      if (this.proc === proc) this.proc = undefined;
+    });
+    await proc.waitFor(/Server is ready/, NATS_READY_TIMEOUT_MS);
+  }
+
+  /** Stops the process (SIGTERM: a clean shutdown; SIGKILL: a crash) and waits for its exit. */
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    const proc = this.proc;
+    if (!proc) return;
+    await proc.stop(signal);
+    this.proc = undefined;
+  }
+
+  /** Empties the store folder (call while stopped): the next start has no streams. */
+  wipe(): void {
+    if (this.proc) throw new Error('wipe() needs a stopped server');
+    rmSync(this.storeDir, { recursive: true, force: true });
+  }
+
+  /** Stops the process and removes its store. */
+  async destroy(): Promise<void> {
+    await this.stop('SIGKILL');
+    rmSync(this.storeDir, { recursive: true, force: true });
+  }
+}
+
+/** Starts one JetStream server on a free port. */
+export async function startNatsServer(options: NatsServerOptions = {}): Promise<NatsServer> {
+  const server = new NatsServer({ ...options, port: options.port ?? (await freePort()) });
+  await server.start();
+  return server;
+}
+
+/** A three-node JetStream cluster on loopback. */
+export interface NatsCluster {
+  nodes: NatsServer[];
+  /** Every node's client URL. */
+  urls: string[];
+  destroy(): Promise<void>;
+}
+
+/**
+ * Starts three clustered JetStream servers and resolves once each logs "Server is ready" and
+ * JetStream has a meta leader (streams with replicas 3 can be created).
+ */
+export async function startNatsCluster(): Promise<NatsCluster> {
+  const ports = [await freePort(), await freePort(), await freePort()];
+  const clusterPorts = [await freePort(), await freePort(), await freePort()];
+  const nodes = ports.map(
+    (port, i) =>
+      new NatsServer({
+        name: `c${i + 1}`,
+        port,
+        clusterPort: clusterPorts[i]!,
+        routes: clusterPorts.filter((_, j) => j !== i).map((p) => `127.0.0.1:${p}`),
+      }),
+  );
+  await Promise.all(nodes.map((n) => n.start()));
+  // A stream with replicas 3 needs a meta leader; one node logs when it becomes (or sees) one.
+  await Promise.race(nodes.map((n) => n.proc!.waitFor(/JetStream cluster new metadata leader|Self is new JetStream cluster metadata leader/, NATS_READY_TIMEOUT_MS)));
+  return {
+    nodes,
+    urls: nodes.map((n) => n.url),
+    async destroy() {
+      await Promise.all(nodes.map((n) => n.destroy()));
+    },
+  };
+}

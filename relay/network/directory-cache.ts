@@ -4,10 +4,14 @@
  * round trip, and swept by a timer, because an entry that expires in the store (bucket max_age on
  * nats-server 2.9/2.10) produces no watch event: readers time out by themselves.
  *
- * Time: liveness compares the store's timestamps (the server's clock) with "server now", which is
- * the local clock plus `clockOffsetMs`, measured from this relay's own heartbeats as they come back
- * through the watch (server `created` minus local arrival). A skew between the relay's and the
- * server's clocks therefore does not shorten or lengthen lifetimes.
+ * Time: liveness compares the store's timestamps (the server's clock) with "store now": the local
+ * clock plus `clockOffsetMs`, measured from this relay's own heartbeats as they come back through
+ * the watch (server `created` minus local arrival), so a skew between the relay's and the server's
+ * clocks does not shorten or lengthen lifetimes; and never more than 1.5 heartbeat intervals past
+ * this relay's own last heartbeat seen in the store. When the store stalls (a cluster electing a
+ * leader, our own link to it broken), our heartbeats stop coming back as the others' do, and store
+ * time stops with them: the silence of the others is our outage, not their death, and nothing
+ * expires until the store moves again (relayTtlMs >= 3 heartbeats keeps this sound).
  */
 import type { EventEmitter } from 'node:events';
 import type { RelayRecord, TunnelGone, TunnelRecord } from './directory.js';
@@ -44,6 +48,7 @@ export interface DirectoryCacheOptions {
   selfId: string;
   relayTtlMs: number;
   tunnelTtlMs: number;
+  heartbeatMs: number;
   /** Receives 'relay-up', 'relay-down' and 'tunnel'. */
   events: EventEmitter;
   /** Local clock (epoch ms). */
@@ -60,6 +65,8 @@ export class DirectoryCache {
   private recordCount = 0;
   /** Server clock minus local clock, from this relay's own heartbeats. */
   clockOffsetMs = 0;
+  /** Server time of this relay's last heartbeat seen through the watch. */
+  private ownHeartbeatMs: number | undefined;
   /** While true (store unreachable), nothing expires by age: the view is the last one known. */
   frozen = false;
   /** Resync generations of the two buckets. */
@@ -72,14 +79,23 @@ export class DirectoryCache {
     return this.o.now() + this.clockOffsetMs;
   }
 
+  /** Store time for expiry; see the module comment. */
+  private storeNow(): number {
+    const now = this.serverNow();
+    return this.ownHeartbeatMs === undefined ? now : Math.min(now, this.ownHeartbeatMs + 1.5 * this.o.heartbeatMs);
+  }
+
   private fresh(e: RelayEntry): boolean {
-    return e.createdMs > e.downAtMs && (this.frozen || this.serverNow() - e.createdMs < this.o.relayTtlMs);
+    return e.createdMs > e.downAtMs && (this.frozen || this.storeNow() - e.createdMs < this.o.relayTtlMs);
   }
 
   /** A heartbeat put (record) or removal (undefined) of the relays bucket. Returns true for this relay's own heartbeat. */
   applyRelay(relayId: string, record: RelayRecord | undefined, createdMs: number): boolean {
     if (relayId === this.o.selfId) {
-      if (record) this.clockOffsetMs = createdMs - this.o.now();
+      if (record) {
+        this.clockOffsetMs = createdMs - this.o.now();
+        this.ownHeartbeatMs = Math.max(this.ownHeartbeatMs ?? 0, createdMs);
+      }
       return true;
     }
     const e = this.relayMap.get(relayId);
@@ -94,10 +110,19 @@ export class DirectoryCache {
       return false;
     }
     e.seen = this.relayGen;
-    if (e.record.epoch !== record.epoch) this.liveVersion++;
+    const restarted = e.record.epoch !== record.epoch;
     e.record = record;
     e.createdMs = Math.max(e.createdMs, createdMs);
-    this.updateLiveness(e);
+    if (restarted) {
+      // A new life of the relay: its old records stop counting, and listeners hear of it as up
+      // again even when it never looked down (it restarted within the relay TTL).
+      this.liveVersion++;
+      const wasAlive = e.alive;
+      this.updateLiveness(e);
+      if (wasAlive && e.alive) this.o.events.emit('relay-up', record);
+    } else {
+      this.updateLiveness(e);
+    }
     return false;
   }
 
@@ -200,7 +225,7 @@ export class DirectoryCache {
    */
   sweep(): void {
     if (this.frozen) return;
-    const now = this.serverNow();
+    const now = this.storeNow();
     for (const [id, e] of this.relayMap) {
       if (now - e.createdMs >= 3 * this.o.relayTtlMs) this.removeRelay(id, e);
       else this.updateLiveness(e);

@@ -94,8 +94,10 @@ export interface Directory {
   /** Counts for metrics. */
   stats(): DirectoryStats;
   /**
-   * Events: 'relay-up' (RelayRecord), 'relay-down' (relayId), 'state' (DirectoryState),
-   * 'tunnel' (TunnelRecord | TunnelGone) for records of other relays.
+   * Events: 'relay-up' (RelayRecord: a relay became alive, or a live relay came back with a new
+   * epoch, i.e. it restarted), 'relay-down' (relayId), 'state' (DirectoryState), 'tunnel'
+   * (TunnelRecord | TunnelGone: a record of another relay was added, changed or removed in the
+   * cache; refreshes of an unchanged record are silent).
    */
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the events carry different values; EventEmitter's own signature
   on(event: string, listener: (...args: any[]) => void): this;

@@ -18,6 +18,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { jetstream } from '@nats-io/jetstream';
 import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
 import { InvalidArgumentError, WarrenError } from '../../protocol/errors.js';
 import { silentLogger, type Logger } from '../../common/log.js';
@@ -40,6 +41,8 @@ export const TUNNELS_BUCKET = 'warren-tunnels';
 export const PROBE_PREFIX = '_hb';
 /** Longest wait for a watch's initial values. */
 const INITIAL_LOAD_TIMEOUT_MS = 30_000;
+/** Longest wait between two sync attempts (each can take KV_OP_TIMEOUT_MS while a cluster elects leaders). */
+const SYNC_RETRY_MAX_MS = 1_000;
 /** Longest wait for this relay's deletes at close. */
 const CLOSE_TIMEOUT_MS = 3_000;
 
@@ -58,6 +61,8 @@ export class NatsDirectory extends EventEmitter implements Directory {
   /** Bumped at every disconnect and sync start: a sync of an older generation gives up. */
   private generation = 0;
   private syncing = false;
+  /** The connection is up (from adopt or 'reconnect' until 'disconnect'). */
+  private linkUp = false;
   private currentState: DirectoryState = 'disconnected';
   private closed = false;
   private warnedVersion = false;
@@ -93,7 +98,7 @@ export class NatsDirectory extends EventEmitter implements Directory {
     if (!REGION_PATTERN.test(self.region)) throw new InvalidArgumentError(`self.region: "${self.region}" is not [A-Za-z0-9_-]{0,64}`);
     this.self = { ...self };
     const o = this.o;
-    this.cache = new DirectoryCache({ selfId: self.id, relayTtlMs: o.relayTtlMs, tunnelTtlMs: o.tunnelTtlMs, events: this, now: o.now });
+    this.cache = new DirectoryCache({ selfId: self.id, relayTtlMs: o.relayTtlMs, tunnelTtlMs: o.tunnelTtlMs, heartbeatMs: o.heartbeatMs, events: this, now: o.now });
     this.cache.frozen = true;
     const sweepMs = Math.max(50, Math.min(1_000, Math.floor(o.relayTtlMs / 4)));
     this.timers.push(
@@ -168,11 +173,15 @@ export class NatsDirectory extends EventEmitter implements Directory {
       this.log.warn({ version: nc.info?.version }, warn);
     }
     this.nc = nc;
-    const kvm = new Kvm(nc);
+    this.linkUp = true;
+    const kvm = new Kvm(jetstream(nc, { timeout: KV_OP_TIMEOUT_MS }));
     void (async () => {
       for await (const s of nc.status()) {
         if (s.type === 'disconnect') this.onDisconnect();
-        else if (s.type === 'reconnect') this.syncLoop();
+        else if (s.type === 'reconnect') {
+          this.linkUp = true;
+          this.syncLoop();
+        }
       }
     })().catch(() => {});
     void nc.closed().then(() => {
@@ -186,6 +195,7 @@ export class NatsDirectory extends EventEmitter implements Directory {
   private kvm: Kvm | undefined;
 
   private onDisconnect(): void {
+    this.linkUp = false;
     this.generation++;
     this.writes.setWriter(undefined);
     this.stopWatches();
@@ -204,7 +214,7 @@ export class NatsDirectory extends EventEmitter implements Directory {
       } catch (err) {
         if (this.closed || gen !== this.generation) return;
         this.failed('sync', err);
-        delay = Math.min(delay * 2, 5_000);
+        delay = Math.min(delay * 2, SYNC_RETRY_MAX_MS);
         this.timers.push(setTimeout(() => void run(), delay));
       }
     };
@@ -222,6 +232,7 @@ export class NatsDirectory extends EventEmitter implements Directory {
       if (this.closed || gen !== this.generation) throw new Error('sync superseded');
     };
     this.syncing = true;
+    let step = 'open buckets';
     try {
       const [relaysKv, tunnelsKv] = await Promise.all([
         this.bucket(kvm, RELAYS_BUCKET, this.o.relayTtlMs),
@@ -231,17 +242,20 @@ export class NatsDirectory extends EventEmitter implements Directory {
       this.relaysKv = relaysKv;
       this.tunnelsKv = tunnelsKv;
       this.heartbeatInFlight = false;
+      step = 'heartbeat';
       await this.putHeartbeat();
       alive();
       this.stopWatches();
       const leftovers: string[] = [];
       cache.beginResync('relays');
       cache.beginResync('tunnels');
+      step = 'watch';
       const rw = await watchBucket(relaysKv, RELAYS_BUCKET, (e) => this.onRelayEntry(e), INITIAL_LOAD_TIMEOUT_MS);
       this.watches.push(rw);
       const tw = await watchBucket(tunnelsKv, TUNNELS_BUCKET, (e, initial) => this.onTunnelEntry(e, initial, leftovers), INITIAL_LOAD_TIMEOUT_MS);
       this.watches.push(tw);
       alive();
+      step = 'initial values';
       await Promise.all([rw.initial, tw.initial]);
       alive();
       cache.endResync('relays');
@@ -256,6 +270,9 @@ export class NatsDirectory extends EventEmitter implements Directory {
       this.writes.retryFailed();
       cache.frozen = false;
       this.setState('connected');
+    } catch (err) {
+      if (err instanceof WarrenError) throw err;
+      throw new Error(`${step}: ${errText(err)}`, { cause: err });
     } finally {
       this.syncing = false;
     }
@@ -305,8 +322,13 @@ export class NatsDirectory extends EventEmitter implements Directory {
     this.cache!.applyTunnel(tunnelId, relayId, rec, e.created.getTime());
   }
 
+  /**
+   * The heartbeat timer: puts whenever the link is up, also while a sync is still waiting for its
+   * watches (this relay's records in the store remain valid; a relay that cannot reload its view
+   * is still alive for the others).
+   */
   private heartbeat(): void {
-    if (this.currentState !== 'connected' || this.syncing) return;
+    if (!this.linkUp) return;
     this.putHeartbeat().catch((err: unknown) => this.failed('heartbeat', err));
   }
 

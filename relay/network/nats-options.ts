@@ -50,8 +50,12 @@ export type ResolvedNatsOptions = Required<Omit<NatsDirectoryOptions, 'credsFile
 
 /** Writes of own records in flight at once. */
 export const MAX_WRITES_IN_FLIGHT = 256;
-/** Timeout of one KV operation. */
-export const KV_OP_TIMEOUT_MS = 5_000;
+/**
+ * Timeout of one KV or JetStream API operation. Short, because a failed write or sync is retried:
+ * while a cluster moves a stream's leadership after losing a node, a request can hang on the dead
+ * peer, and the next attempt usually lands.
+ */
+export const KV_OP_TIMEOUT_MS = 2_000;
 
 /** Splits `nats://HOST:PORT[,HOST:PORT...]` (or several such strings) into server addresses. */
 export function parseNatsServers(spec: string | string[]): string[] {
@@ -75,7 +79,7 @@ export function resolveNatsOptions(options: NatsDirectoryOptions): ResolvedNatsO
   for (const [name, v] of Object.entries(positive)) {
     if (!Number.isInteger(v) || v <= 0) throw new InvalidArgumentError(`${name}: must be a positive integer of milliseconds, got ${v}`);
   }
-  if (relayTtlMs < 2 * heartbeatMs) throw new InvalidArgumentError(`relayTtlMs (${relayTtlMs}) must be at least twice heartbeatMs (${heartbeatMs}): one lost heartbeat must not mark the relay down`);
+  if (relayTtlMs < 3 * heartbeatMs) throw new InvalidArgumentError(`relayTtlMs (${relayTtlMs}) must be at least 3 times heartbeatMs (${heartbeatMs}): one late heartbeat must not mark the relay down`);
   if (refreshMs >= tunnelTtlMs) throw new InvalidArgumentError(`refreshMs (${refreshMs}) must be shorter than tunnelTtlMs (${tunnelTtlMs}), or records expire before they are put again`);
   if (![1, 3, 5].includes(replicas)) throw new InvalidArgumentError(`replicas: must be 1, 3 or 5, got ${replicas}`);
   if (options.token !== undefined && (options.user !== undefined || options.credsFile !== undefined)) {

@@ -8,6 +8,8 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { freePort } from './peers.js';
 import { startProcess, type Proc } from './process.js';
 
@@ -108,12 +110,14 @@ export interface NatsCluster {
   nodes: NatsServer[];
   /** Every node's client URL. */
   urls: string[];
+  /** The node that last became JetStream meta leader, from the nodes' logs. */
+  metaLeader(): NatsServer | undefined;
   destroy(): Promise<void>;
 }
 
 /**
- * Starts three clustered JetStream servers and resolves once each logs "Server is ready" and
- * JetStream has a meta leader (streams with replicas 3 can be created).
+ * Starts three clustered JetStream servers and resolves once each logs "Server is ready" and a
+ * stream with replicas 3 can be created.
  */
 export async function startNatsCluster(): Promise<NatsCluster> {
   const ports = [await freePort(), await freePort(), await freePort()];
@@ -127,14 +131,56 @@ export async function startNatsCluster(): Promise<NatsCluster> {
         routes: clusterPorts.filter((_, j) => j !== i).map((p) => `127.0.0.1:${p}`),
       }),
   );
-  await Promise.all(nodes.map((n) => n.start()));
-  // A stream with replicas 3 needs a meta leader; one node logs when it becomes (or sees) one.
-  await Promise.race(nodes.map((n) => n.proc!.waitFor(/JetStream cluster new metadata leader|Self is new JetStream cluster metadata leader/, NATS_READY_TIMEOUT_MS)));
+  const destroy = async (): Promise<void> => {
+    await Promise.all(nodes.map((n) => n.destroy()));
+  };
+  try {
+    await Promise.all(nodes.map((n) => n.start()));
+    await untilReplicasThree(nodes);
+  } catch (err) {
+    await destroy();
+    throw err;
+  }
   return {
     nodes,
     urls: nodes.map((n) => n.url),
-    async destroy() {
-      await Promise.all(nodes.map((n) => n.destroy()));
+    metaLeader() {
+      let leader: NatsServer | undefined;
+      let at = '';
+      for (const n of nodes) {
+        for (const line of n.proc?.lines ?? []) {
+          const m = /^\[\d+\] (\S+ \S+) .*(Self is new JetStream cluster metadata leader|JetStream cluster new metadata leader: (\S+)\/)/.exec(line);
+          if (!m || m[1]! < at) continue;
+          at = m[1]!;
+          leader = m[3] !== undefined ? nodes.find((x) => x.name === m[3]) : n;
+        }
+      }
+      return leader;
     },
+    destroy,
   };
+}
+
+/**
+ * Resolves once a stream with replicas 3 can be created: until the meta leader knows all three
+ * peers that fails ("no suitable peers for placement") or times out.
+ */
+async function untilReplicasThree(nodes: NatsServer[]): Promise<void> {
+  const nc = await connect({ servers: nodes.map((n) => n.url) });
+  try {
+    const deadline = Date.now() + NATS_READY_TIMEOUT_MS;
+    for (;;) {
+      try {
+        const jsm = await jetstreamManager(nc, { checkAPI: false, timeout: 1_000 });
+        await jsm.streams.add({ name: 'warren_cluster_probe', subjects: ['warren.cluster.probe'], num_replicas: 3 });
+        await jsm.streams.delete('warren_cluster_probe');
+        return;
+      } catch (err) {
+        if (Date.now() > deadline) throw new Error(`the cluster accepts no replicas-3 stream: ${(err as Error).message}`, { cause: err });
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  } finally {
+    await nc.close();
+  }
 }

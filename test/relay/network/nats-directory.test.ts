@@ -125,12 +125,12 @@ t.test('a restarted relay (same id, new epoch): its old records are ignored at o
   await until(() => r2.holders('old-1').length === 1 && r2.holders('old-2').length === 1, 'r2 sees the old records');
   await child.stop('SIGKILL');
   const a2 = { ...relay('r1') };
-  const up = nextEvent<RelayRecord>(r2, 'relay-up', (r) => r.id === 'r1' && r.epoch === a2.epoch, 5_000).catch(() => undefined);
+  const up = nextEvent<RelayRecord>(r2, 'relay-up', (r) => r.id === 'r1' && r.epoch === a2.epoch, 5_000);
   const r1 = await open(t, [s.url], a2);
   // The new epoch's heartbeat came first: from then on r2 ignores the old epoch's records.
   await until(() => r2.relays().some((r) => r.epoch === a2.epoch), 'r2 knows the new epoch');
   t.same(r2.holders('old-1'), [], 'old records ignored at once');
-  await up;
+  t.equal((await up).epoch, a2.epoch, 'relay-up for the new life');
   await until(() => r2.stats().tunnels === 0, 'the old records are deleted from the store', 5_000);
   const nc = await connect({ servers: [s.url] });
   t.teardown(() => nc.close());
@@ -191,9 +191,16 @@ t.test('NATS unreachable at start: start() resolves disconnected and connects la
 });
 
 t.test('a three-node cluster with replicas 3 loses a node: registrations still propagate, nothing visible changes', async (t) => {
+  const t0 = Date.now();
   const cluster = await startNatsCluster();
   t.teardown(() => cluster.destroy());
-  const [u1, u2, u3] = cluster.urls as [string, string, string];
+  t.comment(`cluster ready in ${Date.now() - t0} ms`);
+  // Relay r1 is on a node that is not the JetStream meta leader; that node is killed. (Losing the
+  // meta leader on 2.9 stalls the directory's writes for 5-20 s while Raft elects another; the
+  // views stay frozen meanwhile, but the test would mostly measure the election.)
+  const leader = cluster.metaLeader();
+  const order = [...cluster.nodes.filter((n) => n !== leader), ...cluster.nodes.filter((n) => n === leader)];
+  const [u1, u2, u3] = order.map((n) => n.url) as [string, string, string];
   const opts = { replicas: 3, heartbeatMs: 300, relayTtlMs: 6_000, tunnelTtlMs: 20_000, randomizeServers: false };
   const [a, b] = [relay('r1'), relay('r2')];
   const r1 = await open(t, [u1, u2, u3], a, opts);
@@ -204,10 +211,13 @@ t.test('a three-node cluster with replicas 3 loses a node: registrations still p
   r1.register(tunnel('before', a));
   await until(() => r2.holders('before').length === 1, 'r2 sees before');
   await until(() => r1.relays().length === 1, 'r1 sees r2');
-  await cluster.nodes[0]!.stop('SIGKILL');
+  t.comment(`directories ready at ${Date.now() - t0} ms`);
+  await order[0]!.stop('SIGKILL');
+  const killedAt = Date.now();
   r1.register(tunnel('after', a));
   r2.register(tunnel('other', b));
-  await until(() => r2.holders('after').length === 1 && r1.holders('other').length === 1, 'registrations propagate with one node gone', 20_000);
+  await until(() => r2.holders('after').length === 1 && r1.holders('other').length === 1, 'registrations propagate with one node gone', 30_000);
+  t.comment(`propagated ${Date.now() - killedAt} ms after the kill`);
   t.equal(r2.holders('before').length, 1, 'earlier records still there');
   t.equal(downs, 0, 'no relay went down');
   t.equal(r1.state, 'connected');

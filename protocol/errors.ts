@@ -85,6 +85,7 @@ export const ERRORS = {
   ERR_WARREN_RELAY_REJECTED: { wire: 0x42, retryable: true, status: 502, summary: 'The relay refused the WebSocket upgrade.' },
   ERR_WARREN_DRAINING: { wire: 0x43, retryable: true, status: 503, summary: 'The relay is draining and sends its sessions elsewhere.' },
   ERR_WARREN_AGENT_UNREACHABLE: { wire: 0x44, retryable: true, status: 502, summary: 'No agent answered on the local status socket.' },
+  ERR_WARREN_DIRECTORY: { wire: 0x45, retryable: true, status: 503, summary: "The relay network's directory (NATS) cannot be used." },
 
   // Local configuration and usage; these stay in the process (exit code 2).
   ERR_WARREN_CONFIG: { wire: 0x50, retryable: false, status: 500, summary: 'The configuration is invalid.' },

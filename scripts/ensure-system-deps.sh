@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that the test suites run as real peers (Chromium, OpenSSH,
-# redis-server, wrk, ...) when any of them is missing, so `npm test` passes on a fresh machine.
+# redis-server, nats-server, wrk, ...) when any of them is missing, so `npm test` passes on a fresh machine.
 set -euo pipefail
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
@@ -9,6 +9,8 @@ command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v redis-benchmark >/dev/null 2>&1 || need+=(redis-tools)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
+# nats-server installs to /usr/sbin, which is not on PATH for non-root users (test/helpers/nats.ts spawns it from there).
+command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need+=(nats-server)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v gunicorn >/dev/null 2>&1 || need+=(gunicorn)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)

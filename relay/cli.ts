@@ -5,9 +5,12 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { envOption, repeatableOption, runAction } from '../cli/command.js';
-import { createLogger } from '../log/logger.js';
+import { createLogger, type Logger } from '../log/logger.js';
 import { loadRelayConfig, mergeRelayConfig, readRelayConfigFile, RELAY_DEFAULTS, RELAY_SETTINGS, type RawRelayConfig, type RelayConfig } from './config.js';
 import { Relay } from './relay.js';
+import type { RelayNetworkConfig } from './network/config.js';
+import { NatsDirectory } from './network/nats-directory.js';
+import type { NetworkOptions } from './network/network.js';
 
 interface RelayFlags extends Omit<RawRelayConfig, 'trustKey' | 'revoked'> {
   trustKey?: string[];
@@ -25,6 +28,22 @@ export async function relayConfigFromFlags(flags: RelayFlags): Promise<RelayConf
     if (v !== undefined) (fromFlags as Record<string, unknown>)[key] = v;
   }
   return loadRelayConfig(mergeRelayConfig(file.settings, fromFlags), file.issues);
+}
+
+/** The relay network's parts from its validated settings: the NATS directory and the mesh identity. */
+function networkOptions(network: RelayNetworkConfig, logger: Logger): NetworkOptions {
+  const directory = new NatsDirectory({
+    servers: [...network.servers],
+    credsFile: network.credsFile,
+    user: network.user,
+    password: network.password,
+    tls: network.ca !== undefined ? { ca: network.ca } : undefined,
+    replicas: network.replicas,
+    heartbeatMs: network.heartbeatMs,
+    relayTtlMs: 3 * network.heartbeatMs,
+    logger,
+  });
+  return { directory, id: network.id, region: network.region, advertise: network.advertise, meshListen: network.meshListen, mesh: network.mesh };
 }
 
 /** Adds `warren relay` to the program. */
@@ -67,6 +86,7 @@ export function registerRelayCommand(program: Command): void {
     .addOption(envOption('--directory-password <password>', 'NATS password for the directory (set it in WARREN_DIRECTORY_PASSWORD)'))
     .addOption(envOption('--directory-ca <file>', 'CA (PEM) of the NATS servers\' TLS certificates: the directory is reached over TLS'))
     .addOption(envOption('--directory-replicas <n>', `copies of the directory's buckets in a NATS cluster: 1, 3 or 5 (default ${RELAY_DEFAULTS.directoryReplicas})`))
+    .addOption(envOption('--directory-heartbeat <duration>', `how often this relay tells the directory it is alive; a relay silent for three is down (default ${RELAY_DEFAULTS.directoryHeartbeat})`))
     .addOption(envOption('--id <name>', 'this relay\'s name in the network (unique; letters, digits, - and _)'))
     .addOption(envOption('--region <name>', 'this relay\'s region, shown to agents and peers'))
     .addOption(envOption('--advertise <url>', 'wss://HOST:PORT where agents and peers reach this relay; peers dial HOST on the mesh port'))
@@ -113,6 +133,7 @@ export function registerRelayCommand(program: Command): void {
           tlsTerminatedInFront: config.httpListen !== undefined && !(config.publicUrl ?? 'https:').startsWith('http:'),
           timeouts: { headersMs: config.headersTimeoutMs, requestMs: config.requestTimeoutMs, idleMs: config.idleTimeoutMs },
           session: { keepaliveIntervalMs: config.keepaliveMs, keepaliveTimeoutMs: config.keepaliveMs, handshakeTimeoutMs: config.headersTimeoutMs, maxStreams: config.maxStreams, maxPendingOpens: Math.min(512, config.maxStreams) },
+          network: config.network ? networkOptions(config.network, logger) : undefined,
           previewSessionKey: config.previewSessionKey,
           viewerTokenKey: config.viewerTokenKey,
           logger,

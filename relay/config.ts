@@ -47,6 +47,7 @@ export interface RawRelayConfig {
   directoryPassword?: string;
   directoryCa?: string;
   directoryReplicas?: string;
+  directoryHeartbeat?: string;
   id?: string;
   region?: string;
   advertise?: string;
@@ -87,6 +88,7 @@ export const RELAY_SETTINGS = [
   'directoryPassword',
   'directoryCa',
   'directoryReplicas',
+  'directoryHeartbeat',
   'id',
   'region',
   'advertise',
@@ -109,6 +111,7 @@ export const RELAY_DEFAULTS = {
   maxStreams: '1024',
   meshListen: '0.0.0.0:7443',
   directoryReplicas: '1',
+  directoryHeartbeat: '5s',
 } as const;
 
 /** A validated relay configuration, files loaded. */
@@ -255,6 +258,7 @@ const rawSchema = z.object({
   directoryPassword: z.string().optional(),
   directoryCa: z.string().optional(),
   directoryReplicas: z.string(),
+  directoryHeartbeat: z.string(),
   id: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1-64 letters, digits, - or _').optional(),
   region: z.string().regex(/^[A-Za-z0-9_-]{0,64}$/, 'must be up to 64 letters, digits, - or _').optional(),
   advertise: z.string().regex(/^wss:\/\/[^\s/]+(?::\d+)?\/?$/, 'must be wss://HOST[:PORT], how agents and peers reach this relay').optional(),

@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { createSecureContext } from 'node:tls';
 import { ConfigError } from '../../protocol/index.js';
-import { formatHostPort, parseCount, parseHostPort, type HostPort } from '../../cli/parse.js';
+import { formatHostPort, parseCount, parseDuration, parseHostPort, type HostPort } from '../../cli/parse.js';
 
 /** The network settings as typed (already checked for shape by the relay configuration's schema). */
 export interface RawNetworkSettings {
@@ -17,6 +17,8 @@ export interface RawNetworkSettings {
   directoryCa?: string;
   /** Defaulted by the relay configuration. */
   directoryReplicas: string;
+  /** Defaulted by the relay configuration. */
+  directoryHeartbeat: string;
   id?: string;
   region?: string;
   advertise?: string;
@@ -37,6 +39,8 @@ export interface RelayNetworkConfig {
   /** PEM CA that NATS's TLS certificate must chain to; TLS is required when set. */
   readonly ca?: string;
   readonly replicas: number;
+  /** This relay's heartbeat interval; a relay silent for three of them is down. */
+  readonly heartbeatMs: number;
   readonly id: string;
   readonly region: string;
   readonly advertise: string;
@@ -80,6 +84,13 @@ export async function networkConfig(r: RawNetworkSettings, issues: string[]): Pr
   } catch (err) {
     issues.push(err instanceof ConfigError ? err.issues.join('; ') : (err as Error).message);
   }
+  let heartbeatMs: number | undefined;
+  try {
+    heartbeatMs = parseDuration(r.directoryHeartbeat, 'directoryHeartbeat');
+    if (heartbeatMs < 100) issues.push('directoryHeartbeat: must be at least 100ms');
+  } catch (err) {
+    issues.push(err instanceof ConfigError ? err.issues.join('; ') : (err as Error).message);
+  }
   let meshListen: HostPort | undefined;
   try {
     meshListen = parseHostPort(r.meshListen, 'meshListen');
@@ -114,7 +125,7 @@ export async function networkConfig(r: RawNetworkSettings, issues: string[]): Pr
       issues.push(`meshCert: ${r.meshCert} with key ${r.meshKey} is not a usable TLS identity: ${(err as Error).message.replace(/^error:[0-9A-F]+:[^:]*::/, '')}`);
     }
   }
-  if (!cert || !key || !ca || !meshListen || replicas === undefined || r.id === undefined || r.advertise === undefined) return undefined;
+  if (!cert || !key || !ca || !meshListen || replicas === undefined || heartbeatMs === undefined || r.id === undefined || r.advertise === undefined) return undefined;
   return Object.freeze({
     servers: Object.freeze(servers),
     credsFile: r.directoryCreds,
@@ -122,6 +133,7 @@ export async function networkConfig(r: RawNetworkSettings, issues: string[]): Pr
     password: r.directoryPassword,
     ca: natsCa,
     replicas,
+    heartbeatMs,
     id: r.id,
     region: r.region ?? '',
     advertise: r.advertise.replace(/\/$/, ''),

@@ -218,6 +218,7 @@ export class Mesh implements RouteSource {
     }
     if (link.dialing || (link.session && !link.session.closed)) return;
     link.dialing = true;
+    this.options.log.debug({ event: 'mesh_dialing', peer: record.id, mesh: record.mesh }, 'dialing a mesh peer');
     const current = link;
     this.dial(record).then(
       (session) => {

@@ -93,7 +93,12 @@ export class RelayNetwork {
         else if (event === 'forwarded_in') this.refused.inc({ code: code !== undefined && CODES.has(code) ? (code) : 'other' });
       },
     });
-    deps.registry.onRegistered = (entry) => directory.register(this.recordOf(entry));
+    // An agent registers while its HELLO is being answered, before its session has an id: the
+    // record (which names the session) is published once the session is open.
+    deps.registry.onRegistered = (entry) => {
+      if (entry.session.id !== '') directory.register(this.recordOf(entry));
+      else entry.session.once('open', () => deps.registry.get(entry.tunnelId) === entry && directory.register(this.recordOf(entry)));
+    };
     deps.registry.onRemoved = (entry) => directory.unregister(entry.tunnelId, entry.session.id);
   }
 

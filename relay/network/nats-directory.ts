@@ -17,9 +17,7 @@
  * this relay's own heartbeat stops coming back through a watch although its puts succeed.
  */
 import { EventEmitter } from 'node:events';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { jetstream } from '@nats-io/jetstream';
-import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
+import type { Kvm, KV, KvWatchEntry } from '@nats-io/kv';
 import { InvalidArgumentError, WarrenError } from '../../protocol/errors.js';
 import { silentLogger, type Logger } from '../../log/logger.js';
 import { DirectoryCache } from './directory-cache.js';
@@ -27,9 +25,10 @@ import { RELAY_ID_PATTERN, REGION_PATTERN, TUNNEL_ID_PATTERN } from './directory
 import type { Directory, DirectoryState, DirectoryStats, RelayRecord, TunnelRecord } from './directory.js';
 import { KvWriteQueue } from './kv-writes.js';
 import { watchBucket, type BucketWatch } from './kv-watch.js';
-import { connectOptions, KV_OP_TIMEOUT_MS, MAX_WRITES_IN_FLIGHT, permanentConnectError, resolveNatsOptions } from './nats-options.js';
+import { KV_OP_TIMEOUT_MS, MAX_WRITES_IN_FLIGHT, resolveNatsOptions } from './nats-options.js';
+import { NatsLink } from './nats-link.js';
 import type { NatsDirectoryOptions, ResolvedNatsOptions } from './nats-options.js';
-import { checkServer, parseRelayRecord, parseTunnelRecord } from './nats-records.js';
+import { parseRelayRecord, parseTunnelRecord } from './nats-records.js';
 
 export type { NatsDirectoryOptions } from './nats-options.js';
 
@@ -53,8 +52,8 @@ export class NatsDirectory extends EventEmitter implements Directory {
   // Set by start().
   private self: RelayRecord | undefined;
   private cache: DirectoryCache | undefined;
-  // Owned by the connection life (connectLoop, onStatus, sync).
-  private nc: NatsConnection | undefined;
+  // Owned by the connection life (link events, sync).
+  private link: NatsLink | undefined;
   private relaysKv: KV | undefined;
   private tunnelsKv: KV | undefined;
   private watches: BucketWatch[] = [];
@@ -65,7 +64,8 @@ export class NatsDirectory extends EventEmitter implements Directory {
   private linkUp = false;
   private currentState: DirectoryState = 'disconnected';
   private closed = false;
-  private warnedVersion = false;
+  /** True while start() makes its first attempt (its own sync follows). */
+  private starting = false;
   // Own records, owned by register()/unregister(): tunnelId -> record and when it was last queued.
   private readonly own = new Map<string, { record: TunnelRecord; json: string; queuedAtMs: number }>();
   private readonly writes: KvWriteQueue;
@@ -73,6 +73,7 @@ export class NatsDirectory extends EventEmitter implements Directory {
   /** Server-acknowledged heartbeat put not yet seen back through each watch (watchdog), local ms. */
   private echoDue: { relays?: number; tunnels?: number } = {};
   private timers: NodeJS.Timeout[] = [];
+  private syncTimer: NodeJS.Timeout | undefined;
   private counts = { puts: 0, deletes: 0, errors: 0 };
 
   /** Validates the options (InvalidArgumentError naming the option); connects in start(). */
@@ -106,26 +107,30 @@ export class NatsDirectory extends EventEmitter implements Directory {
       setInterval(() => this.tick(), sweepMs),
     );
     for (const t of this.timers) t.unref();
-    let nc: NatsConnection;
+    this.link = new NatsLink(o, `warren-relay-${self.id}`, this.log, {
+      up: () => {
+        this.linkUp = true;
+        if (!this.starting) this.syncLoop();
+      },
+      down: () => this.onDisconnect(),
+      reconnected: () => {
+        this.linkUp = true;
+        this.syncLoop();
+      },
+    });
+    let connected: boolean;
+    this.starting = true;
     try {
-      nc = await connect(connectOptions(o, `warren-relay-${self.id}`));
+      connected = await this.link.open();
     } catch (err) {
-      const permanent = permanentConnectError(err, o.servers);
-      if (permanent) {
-        await this.close();
-        throw permanent;
-      }
-      this.log.warn({ err: errText(err), servers: o.servers }, 'NATS directory unreachable; the relay starts disconnected and keeps trying');
-      this.counts.errors++;
-      this.connectLoop();
-      return;
-    }
-    try {
-      this.adopt(nc);
-    } catch (err) {
-      await nc.close().catch(() => {});
       await this.close();
       throw err;
+    } finally {
+      this.starting = false;
+    }
+    if (!connected) {
+      this.counts.errors++;
+      return;
     }
     try {
       await this.sync(this.generation);
@@ -138,61 +143,6 @@ export class NatsDirectory extends EventEmitter implements Directory {
       this.syncLoop();
     }
   }
-
-  /** Tries to connect every reconnectWaitMs until it works (first connection only; the client reconnects by itself after that). */
-  private connectLoop(): void {
-    const attempt = async (): Promise<void> => {
-      if (this.closed) return;
-      let nc: NatsConnection;
-      try {
-        nc = await connect(connectOptions(this.o, `warren-relay-${this.self!.id}`));
-      } catch (err) {
-        const permanent = permanentConnectError(err, this.o.servers);
-        if (permanent) this.log.error({ err: permanent.message }, 'NATS directory refuses this relay; still retrying');
-        const t = setTimeout(() => void attempt(), this.o.reconnectWaitMs);
-        this.timers.push(t);
-        return;
-      }
-      if (this.closed) return void nc.close().catch(() => {});
-      try {
-        this.adopt(nc);
-      } catch (err) {
-        this.log.error({ err: errText(err) }, 'NATS directory cannot be used');
-        return void nc.close().catch(() => {});
-      }
-      this.syncLoop();
-    };
-    void attempt();
-  }
-
-  /** Takes a fresh connection: checks the server and follows its status. Throws ERR_WARREN_DIRECTORY for an unusable server. */
-  private adopt(nc: NatsConnection): void {
-    const { warn } = checkServer(nc.info, this.o.servers);
-    if (warn && !this.warnedVersion) {
-      this.warnedVersion = true;
-      this.log.warn({ version: nc.info?.version }, warn);
-    }
-    this.nc = nc;
-    this.linkUp = true;
-    const kvm = new Kvm(jetstream(nc, { timeout: KV_OP_TIMEOUT_MS }));
-    void (async () => {
-      for await (const s of nc.status()) {
-        if (s.type === 'disconnect') this.onDisconnect();
-        else if (s.type === 'reconnect') {
-          this.linkUp = true;
-          this.syncLoop();
-        }
-      }
-    })().catch(() => {});
-    void nc.closed().then(() => {
-      if (this.nc !== nc || this.closed) return;
-      this.onDisconnect();
-      this.nc = undefined;
-      this.connectLoop();
-    });
-    this.kvm = kvm;
-  }
-  private kvm: Kvm | undefined;
 
   private onDisconnect(): void {
     this.linkUp = false;
@@ -215,7 +165,8 @@ export class NatsDirectory extends EventEmitter implements Directory {
         if (this.closed || gen !== this.generation) return;
         this.failed('sync', err);
         delay = Math.min(delay * 2, SYNC_RETRY_MAX_MS);
-        this.timers.push(setTimeout(() => void run(), delay));
+        clearTimeout(this.syncTimer);
+        this.syncTimer = setTimeout(() => void run(), delay);
       }
     };
     void run();
@@ -223,11 +174,10 @@ export class NatsDirectory extends EventEmitter implements Directory {
 
   /** One (re)sync; see the module comment. Throws when it fails or a newer generation started. */
   private async sync(gen: number): Promise<void> {
-    const nc = this.nc;
-    const kvm = this.kvm;
+    const kvm = this.link?.kvm;
     const self = this.self!;
     const cache = this.cache!;
-    if (!nc || !kvm) throw new Error('not connected');
+    if (!kvm) throw new Error('not connected');
     const alive = (): void => {
       if (this.closed || gen !== this.generation) throw new Error('sync superseded');
     };
@@ -422,10 +372,10 @@ export class NatsDirectory extends EventEmitter implements Directory {
     if (this.closed) return;
     this.closed = true;
     for (const t of this.timers) clearTimeout(t);
+    clearTimeout(this.syncTimer);
     this.timers = [];
-    const nc = this.nc;
     const self = this.self;
-    if (nc && self && this.currentState === 'connected' && this.relaysKv && this.tunnelsKv) {
+    if (this.link?.nc && self && this.currentState === 'connected' && this.relaysKv && this.tunnelsKv) {
       this.writes.filter(() => false);
       for (const tunnelId of this.own.keys()) this.writes.set(tunnelKey(tunnelId, self.id), { kind: 'delete' });
       await this.writes.idle(CLOSE_TIMEOUT_MS);
@@ -433,8 +383,7 @@ export class NatsDirectory extends EventEmitter implements Directory {
     }
     this.writes.setWriter(undefined);
     this.stopWatches();
-    this.nc = undefined;
-    if (nc) await nc.close().catch(() => {});
+    await this.link?.close();
     this.setState('disconnected');
   }
 

@@ -26,6 +26,12 @@ export const NATS_SERVER_BIN = ((): string => {
 /** How long a server may take to print "Server is ready". */
 const NATS_READY_TIMEOUT_MS = 15_000;
 
+/** Every server process of this test process that has not exited: killed when the test process exits, whatever its teardowns did. */
+const RUNNING = new Set<Proc>();
+process.once('exit', () => {
+  for (const p of RUNNING) p.child.kill('SIGKILL');
+});
+
 /** Options of one server. */
 export interface NatsServerOptions {
   name?: string;
@@ -71,7 +77,9 @@ export class NatsServer {
     if (o.user !== undefined) args.push('--user', o.user, '--pass', o.password ?? '');
     const proc = startProcess(NATS_SERVER_BIN, args);
     this.proc = proc;
+    RUNNING.add(proc);
     void proc.exited.then(() => {
+      RUNNING.delete(proc);
       if (this.proc === proc) this.proc = undefined;
     });
     await proc.waitFor(/Server is ready/, NATS_READY_TIMEOUT_MS);

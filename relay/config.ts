@@ -5,7 +5,7 @@
  *
  * Precedence: command-line flag > environment variable > config file > default.
  */
-import { createPrivateKey, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createSecureContext } from 'node:tls';
 import { z } from 'zod';
@@ -13,7 +13,7 @@ import { parse as parseYaml } from 'yaml';
 import { ConfigError, WarrenError } from '../protocol/index.js';
 import { parseCount, parseDuration, parseHostPort, parsePortRange, type HostPort } from '../cli/parse.js';
 import { loadTrustedKeys, type TrustedKeys } from '../certs/keys.js';
-import { MIN_SESSION_KEY_BYTES } from './preview/index.js';
+import { readSessionKey, readViewerTokenKey } from './config-keys.js';
 import { networkConfig, type RelayNetworkConfig } from './network/config.js';
 
 /** Settings as typed by people: every value a string (or a list of strings for repeatable flags). */
@@ -379,45 +379,4 @@ export async function loadRelayConfig(raw: RawRelayConfig, earlierIssues: readon
     viewerTokenKey,
     network,
   });
-}
-
-/**
- * The private-preview session key: the file's bytes as they are, at least MIN_SESSION_KEY_BYTES
- * (`head -c 32 /dev/urandom > session.key`). Relays that share it accept each other's viewer
- * cookies. Problems go to `issues`.
- */
-async function readSessionKey(file: string, issues: string[]): Promise<Buffer | undefined> {
-  try {
-    const key = await readFile(file);
-    if (key.length < MIN_SESSION_KEY_BYTES) issues.push(`sessionKey: ${file} holds ${key.length} bytes; a session key needs at least ${MIN_SESSION_KEY_BYTES} random bytes (head -c 32 /dev/urandom > ${file})`);
-    return key;
-  } catch (err) {
-    issues.push(`sessionKey: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-    return undefined;
-  }
-}
-
-/**
- * The Ed25519 private key (PEM, as `warren keys generate` writes issuer.key) that signs the viewer
- * identity apps receive. Relays that share it publish one JWK Set. Problems go to `issues`.
- */
-async function readViewerTokenKey(file: string, issues: string[]): Promise<KeyObject | undefined> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    issues.push(`viewerTokenKey: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-    return undefined;
-  }
-  try {
-    const key = createPrivateKey(text);
-    if (key.asymmetricKeyType !== 'ed25519') {
-      issues.push(`viewerTokenKey: ${file} is a ${key.asymmetricKeyType ?? 'non-asymmetric'} key; viewer tokens are signed with Ed25519 (warren keys generate)`);
-      return undefined;
-    }
-    return key;
-  } catch {
-    issues.push(`viewerTokenKey: ${file} is not a PEM private key (warren keys generate writes one)`);
-    return undefined;
-  }
 }

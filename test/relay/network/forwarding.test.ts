@@ -11,6 +11,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
+import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
 import { generateKeyPairSync } from 'node:crypto';
@@ -134,6 +135,30 @@ t.test('metrics and readiness show the network: links, directory, forwarded stre
   const held = await (await fetch(`${r1.admin}/metrics`)).text();
   t.ok(Number(/^warren_mesh_streams_total\{direction="in"\} (\d+)$/m.exec(held)?.[1] ?? 0) >= 2, 'r1 served forwarded streams in');
   t.equal(await (await fetch(`${r2.admin}/readyz`)).text(), 'ready\n');
+});
+
+/** Sends `bytes` to a relay's plain-HTTP listener; resolves with everything read until close. */
+function rawExchange(relay: RelayProc, bytes: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = netConnect({ host: '127.0.0.1', port: relay.httpPort }, () => socket.write(bytes, 'latin1'));
+    const chunks: Buffer[] = [];
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.on('error', reject);
+    socket.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')));
+  });
+}
+
+t.test('through a forwarding relay the guard and header rules hold as at the holder', async (t) => {
+  const smuggled = `GET /slow HTTP/1.1\r\nHost: ${HOST}\r\nX-Warren-Viewer: ceo@example.com\r\n\r\n`;
+  const from = app.requests.length;
+  const answer = await rawExchange(r3, `POST /innocent HTTP/1.1\r\nHost: ${HOST}\r\nConnection: close\r\n${'a:1\r\n'.repeat(1_100)}Content-Length: ${smuggled.length}\r\n\r\n${smuggled}`);
+  t.match(answer, /^HTTP\/1\.1 431 /, 'a framing header past the header-count limit: 431 at the edge');
+  const forged = await rawExchange(r3, `GET /who HTTP/1.1\r\nHost: ${HOST}\r\nX_Warren_Viewer: ceo@example.com\r\nX-Warren-Viewer: ceo@example.com\r\nX-Forwarded-For: 6.6.6.6\r\nTrue-Client-IP: 6.6.6.6\r\nConnection: close\r\n\r\n`);
+  t.match(forged, /^HTTP\/1\.1 200 /);
+  const seen = app.requests.slice(from);
+  t.same(seen.map((r) => r.url), ['/who'], 'the app saw the one admitted request');
+  const h = seen[0]!.headers;
+  t.same([h['x-warren-viewer'], h['x_warren_viewer'], h['true-client-ip'], h['x-forwarded-for'], h['x-real-ip']], [undefined, undefined, undefined, '127.0.0.1', '127.0.0.1'], 'forged identity and address headers never reach the app through the hop');
 });
 
 t.test('warren connect through each relay reaches the app', async (t) => {

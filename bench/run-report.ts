@@ -5,7 +5,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { renderCharts } from './run-charts.js';
-import type { HttpCase, PathResult, Results } from './run.js';
+import type { HttpCase, PathResult, Results } from './run-types.js';
 
 const KIB = 1024;
 const MIB = KIB * KIB;

@@ -17,12 +17,13 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { makeTestIdentity } from '../test/helpers/identity.js';
 import type { Sshd } from '../test/helpers/peers.js';
-import { loadHttp, httpTool, type HttpResult } from './run-http.js';
-import { newStream, pingPong, throughput, type Percentiles } from './run-measure.js';
-import { measureMemory, measureScale, type MemoryResult, type ScaleResult } from './run-memory.js';
+import { loadHttp, httpTool } from './run-http.js';
+import { newStream, pingPong, throughput } from './run-measure.js';
+import { measureMemory, measureScale } from './run-memory.js';
 import { BENCH_DOMAIN, BENCH_TUNNEL, PATH_LABELS, PATH_NAMES, sshMissing, startPath, startScript, type PathHandle, type PathName, startWarrenSetup, type Stage, type WarrenSetup } from './run-paths.js';
 import { renderReport } from './run-report.js';
-import { runMuxBench, type MuxSummary } from './run-mux.js';
+import { runMuxBench } from './run-mux.js';
+import type { PathResult, Results, Settings } from './run-types.js';
 import { Children, cpuMeter, log, round } from './run-util.js';
 
 const MIB = 1024 * 1024;
@@ -45,22 +46,6 @@ Options:
   --help           this text
 `;
 
-/** Sizes of one run. */
-export interface Settings {
-  quick: boolean;
-  bulkBytes: number;
-  runs: number;
-  streams: number[];
-  pingPongCount: number;
-  newStreamCount: number;
-  httpSeconds: number;
-  httpConnections: Record<'1k' | '1m', number>;
-  memoryAgents: number;
-  memoryStreams: number;
-  scaleAgents: number;
-  scaleRequested: number;
-}
-
 function settingsFor(quick: boolean, agents: number | undefined): Settings {
   const requested = agents ?? (quick ? 200 : 20_000);
   return {
@@ -77,55 +62,6 @@ function settingsFor(quick: boolean, agents: number | undefined): Settings {
     scaleAgents: requested,
     scaleRequested: requested,
   };
-}
-
-/** One bulk transfer in the JSON. */
-export interface BulkRun {
-  mbPerSec: number;
-  seconds: number;
-  bytes: number;
-  /** CPU seconds used during the transfer by each process role of the path (descendants included). */
-  cpuSeconds: Record<string, number>;
-  /** The client (this process) and the app, for reference. */
-  clientCpuSeconds: number;
-  appCpuSeconds: number;
-}
-
-/** Per path results. */
-export interface PathResult {
-  name: PathName;
-  label: string;
-  skipped?: string;
-  /** By stream count: every run and the median run's figures. */
-  bulk: Record<string, { runs: BulkRun[]; mbPerSec: number; cpuSecPerGiB: Record<string, number> & { total: number } }>;
-  pingPongUs?: Percentiles;
-  newStreamMs?: Percentiles;
-}
-
-/** One HTTP load run and the CPU it cost. */
-export interface HttpCase {
-  path: 'direct' | 'warren-preview';
-  size: '1k' | '1m';
-  result: HttpResult;
-  /** CPU seconds of the app and, through the preview, of the relay and the agent. */
-  cpuSeconds: Record<string, number>;
-  /** Relay + agent CPU milliseconds per request (0 for direct). */
-  pathCpuMsPerRequest: number;
-}
-
-/** The whole JSON. */
-export interface Results {
-  bench: 'run';
-  date: string;
-  host: string;
-  machine: Record<string, unknown>;
-  settings: Settings;
-  paths: PathResult[];
-  http?: { tool: string; cases: HttpCase[] };
-  memory?: MemoryResult;
-  scale?: ScaleResult;
-  mux?: MuxSummary;
-  errors: { part: string; message: string }[];
 }
 
 function median<T>(items: T[], key: (t: T) => number): T {

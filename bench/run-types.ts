@@ -6,7 +6,7 @@
 import type { HttpResult } from './run-http.js';
 import type { Percentiles } from './run-measure.js';
 import type { MuxSummary } from './run-mux.js';
-import type { PathName } from './run-paths.js';
+import type { AnyPathName } from './run-paths.js';
 
 /** Sizes of one run. */
 export interface Settings {
@@ -17,6 +17,8 @@ export interface Settings {
   pingPongCount: number;
   newStreamCount: number;
   httpSeconds: number;
+  /** Runs of each HTTP case (interleaved with the other paths'); the median run is reported. */
+  httpRuns: number;
   httpConnections: Record<'1k' | '1m', number>;
   memoryAgents: number;
   memoryStreams: number;
@@ -38,7 +40,7 @@ export interface BulkRun {
 
 /** Per path results. */
 export interface PathResult {
-  name: PathName;
+  name: AnyPathName;
   label: string;
   skipped?: string;
   /** By stream count: every run and the median run's figures. */
@@ -48,14 +50,22 @@ export interface PathResult {
 }
 
 /** One HTTP load run and the CPU it cost. */
-export interface HttpCase {
-  path: 'direct' | 'warren-preview';
-  size: '1k' | '1m';
+export interface HttpRun {
   result: HttpResult;
   /** CPU seconds of the app and, through the preview, of the relay and the agent. */
   cpuSeconds: Record<string, number>;
   /** Relay + agent CPU milliseconds per request (0 for direct). */
   pathCpuMsPerRequest: number;
+}
+
+/**
+ * One HTTP case: the median run by requests/s (its figures at the top level) and, with more than
+ * one run (--runs), every run. `other-preview` is the preview of the --compare build.
+ */
+export interface HttpCase extends HttpRun {
+  path: 'direct' | 'warren-preview' | 'other-preview';
+  size: '1k' | '1m';
+  runs?: HttpRun[];
 }
 
 /** The whole JSON. */
@@ -65,6 +75,8 @@ export interface Results {
   host: string;
   machine: Record<string, unknown>;
   settings: Settings;
+  /** The --compare build's CLI, when the run measured one beside this build. */
+  compare?: { bin: string };
   paths: PathResult[];
   http?: { tool: string; cases: HttpCase[] };
   memory?: MemoryResult;

@@ -173,9 +173,9 @@ export class Children {
     this.procs.delete(proc);
   }
 
-  /** Ends every registered process (in reverse start order). */
-  async stopAll(): Promise<void> {
-    for (const p of [...this.procs].reverse()) await this.stop(p);
+  /** Ends every registered process (in reverse start order), each as stop() does. */
+  async stopAll(graceMs?: number): Promise<void> {
+    for (const p of [...this.procs].reverse()) await this.stop(p, graceMs);
   }
 
   /** Synchronous last resort on exit: SIGKILL whatever is left and remove the registered folders. */

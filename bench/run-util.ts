@@ -1,5 +1,5 @@
 /**
- * Small pieces every benchmark driver (bench/run.ts, bench/path.ts, bench/mux.ts) shares: progress
+ * Small pieces both benchmark drivers (bench/run.ts, bench/mux.ts) share: progress
  * lines, per-process CPU and memory read from /proc, process trees (sshd forks per connection),
  * quantiles and medians (one rank rule), sizes typed on the command line, and a registry of every
  * child process so that all of them are killed at the end, even on error.

@@ -132,6 +132,7 @@ export function parseRunOptions(args: string[]): RunOptions {
   const settings = settingsFor(values.quick, { agents: positiveInteger('--agents', values.agents), runs: positiveInteger('--runs', values.runs), bulkBytes, httpSeconds });
   const compare = values.compare === undefined ? undefined : resolve(values.compare);
   if (compare !== undefined && !existsSync(compare)) throw new UsageError(`--compare: no file at ${compare}; name another build's CLI, OTHER/dist/bin/warren.js, after npm run build there`);
+  if (compare !== undefined && only && !only.some((w) => ['warren-tcp', 'warren-connect', 'http'].includes(w))) throw new UsageError(`--compare measures warren-tcp, warren-connect and http; --only ${only.join(',')} names none of them`);
   if (values.hold && values.render) throw new UsageError('--hold and --render: --render measures nothing, so there is nothing to hold');
   const profDir = values['prof-dir'] === undefined ? undefined : resolve(values['prof-dir']);
   if (profDir) mkdirSync(profDir, { recursive: true });

@@ -17,50 +17,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { TestIdentity } from '../test/helpers/identity.js';
 import { startWarren, type Proc } from '../test/helpers/process.js';
 import type { LoadConfig } from './run-loadgen.js';
-import { newStream, pingPong, type Percentiles } from './run-measure.js';
+import { newStream, pingPong } from './run-measure.js';
 import { startRelay, startScript, type RelayInfo } from './run-paths.js';
-import type { Settings } from './run.js';
+import type { MemoryResult, ScaleResult, Settings, Snapshot } from './run-types.js';
 import { cpuMeter, log, quantile, round, rssBytes, type Children } from './run-util.js';
-
-/** Figures of the memory part (bytes). */
-export interface MemoryResult {
-  /** Agents per measured batch, and batches (the per-agent figures are medians over the batches). */
-  agents: number;
-  agentBatches: number;
-  streams: number;
-  relay: { baseline: Snapshot; withAgents: Snapshot; beforeStreams: Snapshot; withStreams: Snapshot };
-  relayPerAgentBytes: { rss: number; heap: number };
-  relayPerStreamBytes: { rss: number; heap: number };
-  bare: { baselineRss: number; withWssRss: number; withTlsRss: number; perWssBytes: number; perTlsBytes: number; perTlsBatchesBytes: number[] };
-  /** Relay RSS per agent of each batch. */
-  relayPerAgentBatchesBytes: number[];
-  /** Relay RSS per agent above the bare server's RSS per raw TLS connection (the agents' transport: raw TLS by ALPN). */
-  perAgentAboveBareTlsBytes: number;
-}
-
-/** Figures of the scale part. */
-export interface ScaleResult {
-  requested: number;
-  agents: number;
-  /** Why fewer agents than requested, when so. */
-  capped?: string;
-  connectSeconds: number;
-  failed: number;
-  firstError?: string;
-  relay: { baseline: Snapshot; withAgents: Snapshot };
-  rssPerAgentBytes: number;
-  /** Relay CPU (percent of one core) with the agents connected and idle. */
-  relayIdleCpuPercent: number;
-  /** Relay RSS for 20,000 agents: measured when that many connected, else extrapolated linearly. */
-  rssAt20kBytes: number;
-  rssAt20kExtrapolated: boolean;
-  busyTunnel: { idlePingPongUs: Percentiles; loadedPingPongUs: Percentiles; loadedNewStreamMs: Percentiles };
-}
-
-interface Snapshot {
-  rss: number;
-  heapUsed: number;
-}
 
 function metric(text: string, name: string): number {
   const m = new RegExp(`^${name} ([0-9.e+]+)`, 'm').exec(text);

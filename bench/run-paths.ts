@@ -10,12 +10,16 @@
  *   ssh2            the same remote forward with the pure-JS ssh2 package on both ends
  *   warren-tcp      Warren's raw TCP endpoint on the relay (relay and agent processes, the built CLI)
  *   warren-connect  `warren connect --listen` → relay → agent
+ *
+ * With --compare, other-tcp and other-connect are warren-tcp and warren-connect through a second
+ * build's relay, agent and connect (its own processes, the same app), and --prof-dir makes every
+ * Warren process of these paths write a CPU profile when it exits.
  */
 import { existsSync } from 'node:fs';
 import type { TestIdentity } from '../test/helpers/identity.js';
 import { freePort, startSshd, type Sshd } from '../test/helpers/peers.js';
 import { warrenBin } from '../test/helpers/paths.js';
-import { startProcess, startWarren, type Proc } from '../test/helpers/process.js';
+import { startProcess, uniqueStatusSocket, type Proc } from '../test/helpers/process.js';
 import { fileURLToPath } from 'node:url';
 import { waitForPort, type Children, type Role } from './run-util.js';
 
@@ -23,8 +27,17 @@ import { waitForPort, type Children, type Role } from './run-util.js';
 export const PATH_NAMES = ['direct', 'node-chain', 'ssh-aes', 'ssh-chacha', 'ssh2', 'warren-tcp', 'warren-connect'] as const;
 export type PathName = (typeof PATH_NAMES)[number];
 
+/** The Warren paths through the --compare build, each measured right after its counterpart. */
+export const COMPARE_PATHS = { 'warren-tcp': 'other-tcp', 'warren-connect': 'other-connect' } as const;
+export type ComparePathName = (typeof COMPARE_PATHS)[keyof typeof COMPARE_PATHS];
+/** A path of this build or of the --compare build. */
+export type AnyPathName = PathName | ComparePathName;
+
+/** Which build a Warren process runs: this checkout's CLI, or the --compare one. */
+export type BuildName = 'this' | 'other';
+
 /** What the tables say about each path. */
-export const PATH_LABELS: Record<PathName, string> = {
+export const PATH_LABELS: Record<AnyPathName, string> = {
   direct: 'direct TCP',
   'node-chain': 'Node chain, no crypto',
   'ssh-aes': 'ssh -R aes128-gcm',
@@ -32,11 +45,13 @@ export const PATH_LABELS: Record<PathName, string> = {
   ssh2: 'ssh2 (JS) aes128-gcm',
   'warren-tcp': 'Warren raw TCP endpoint',
   'warren-connect': 'Warren connect --listen',
+  'other-tcp': 'Warren raw TCP endpoint, --compare build',
+  'other-connect': 'Warren connect --listen, --compare build',
 };
 
 /** A started path: connect to host:port to reach the app. */
 export interface PathHandle {
-  name: PathName;
+  name: AnyPathName;
   port: number;
   /** Processes that carry the bytes (not the client, not the app). */
   roles: Role[];
@@ -50,6 +65,12 @@ export interface Stage {
   appHttpPort: number;
   /** The Warren relay and agent, once started. */
   warren?: WarrenSetup;
+  /** The --compare build's CLI (OTHER/dist/bin/warren.js), when given. */
+  compareBin?: string;
+  /** The --compare build's relay and agent, once started. */
+  other?: WarrenSetup;
+  /** Where the Warren processes of the paths write CPU profiles (--prof-dir), when given. */
+  profDir?: string;
 }
 
 /** The tunnel id the bench's Warren agent registers. */
@@ -92,21 +113,36 @@ export interface RelayInfo {
   httpPort: number;
   adminPort: number;
   url: string;
+  /** The first port of its raw TCP range (64 ports). */
+  tcpFirst: number;
 }
 
-/** Starts `warren relay` on loopback with a raw TCP port range, an admin listener and quiet logs. */
-export async function startRelay(stage: Pick<Stage, 'children' | 'id'>, extra: string[] = []): Promise<RelayInfo> {
-  const tcpFirst = 21_000 + Math.floor(Math.random() * 8_000);
+/**
+ * Starts `warren relay` on loopback with a raw TCP port range, an admin listener and quiet logs.
+ * `cli` is the node flags and CLI to run (warrenCli()); `tcpFirst` picks the port range.
+ */
+export async function startRelay(stage: Pick<Stage, 'children' | 'id'>, extra: string[] = [], cli = [warrenBin], tcpFirst = 21_000 + Math.floor(Math.random() * 8_000)): Promise<RelayInfo> {
   const proc = stage.children.add(
     startWithAllFds(process.execPath, [
-      warrenBin,
+      ...cli,
       'relay', '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--admin', '127.0.0.1:0',
       '--cert', stage.id.certFile, '--key', stage.id.keyFile, '--domain', BENCH_DOMAIN, '--trust-key', stage.id.issuerPubFile,
       '--tcp-ports', `${tcpFirst}-${tcpFirst + 63}`, '--log-level', 'info', ...extra,
     ]),
   );
   const info = await jsonLine<{ listen: { port: number }; httpListen: { port: number }; admin: { port: number } }>(proc, 'listening');
-  return { proc, port: info.listen.port, httpPort: info.httpListen.port, adminPort: info.admin.port, url: `wss://127.0.0.1:${info.listen.port}` };
+  return { proc, port: info.listen.port, httpPort: info.httpListen.port, adminPort: info.admin.port, url: `wss://127.0.0.1:${info.listen.port}`, tcpFirst };
+}
+
+/**
+ * The node flags and CLI of one Warren process of `build` in the role `role` (relay, agent,
+ * connect): with --prof-dir, it writes DIR/ROLE-BUILD.cpuprofile when it exits.
+ */
+function warrenCli(stage: Stage, build: BuildName, role: string): string[] {
+  const bin = build === 'other' ? stage.compareBin : warrenBin;
+  if (!bin) throw new Error('the other build needs --compare');
+  const prof = stage.profDir ? ['--cpu-prof', '--cpu-prof-dir', stage.profDir, '--cpu-prof-name', `${role}-${build}.cpuprofile`] : [];
+  return [...prof, bin];
 }
 
 /** The Warren relay + agent shared by warren-tcp, warren-connect and the preview. */
@@ -116,13 +152,24 @@ export interface WarrenSetup {
   tcpEndpointPort: number;
 }
 
-/** Starts a relay and an agent exposing the app's TCP port (raw endpoint too) and HTTP port. */
-export async function startWarrenSetup(stage: Stage): Promise<WarrenSetup> {
-  const relay = await startRelay(stage);
+/**
+ * Starts a relay and an agent of `build` exposing the app's TCP port (raw endpoint too) and HTTP
+ * port. The other build's relay takes the 64 ports after this build's raw TCP range, so that the
+ * two never clash; this build's setup is started first when it is not up yet.
+ */
+export async function startWarrenSetup(stage: Stage, build: BuildName = 'this'): Promise<WarrenSetup> {
+  let tcpFirst: number | undefined;
+  if (build === 'other') {
+    stage.warren ??= await startWarrenSetup(stage, 'this');
+    tcpFirst = stage.warren.relay.tcpFirst + 64;
+  }
+  // A relay that is profiled must exit within Children.stop's grace to write its profile: its
+  // drain waits for open streams no longer than this.
+  const extra = stage.profDir ? ['--grace-period', '1s'] : [];
+  const relay = await startRelay(stage, extra, warrenCli(stage, build, 'relay'), tcpFirst);
   const token = stage.id.token('agent', BENCH_TUNNEL, [stage.appTcpPort, stage.appHttpPort]);
-  const agent = stage.children.add(
-    startWarren(['agent', '--relay', relay.url, '--ca', stage.id.caFile, '--port', String(stage.appHttpPort), '--port', String(stage.appTcpPort), '--tcp', String(stage.appTcpPort), '--json'], { WARREN_TOKEN: token }),
-  );
+  const agentArgs = ['agent', '--relay', relay.url, '--ca', stage.id.caFile, '--port', String(stage.appHttpPort), '--port', String(stage.appTcpPort), '--tcp', String(stage.appTcpPort), '--json'];
+  const agent = stage.children.add(startProcess(process.execPath, [...warrenCli(stage, build, 'agent'), ...agentArgs], { WARREN_TOKEN: token, WARREN_STATUS_SOCKET: uniqueStatusSocket() }));
   const connected = await jsonLine<{ tcp: { port: number; endpoint: string }[] }>(agent, 'connected');
   const endpoint = connected.tcp.find((e) => e.port === stage.appTcpPort);
   if (!endpoint) throw new Error(`the agent got no raw TCP endpoint: ${JSON.stringify(connected)}`);
@@ -130,8 +177,12 @@ export async function startWarrenSetup(stage: Stage): Promise<WarrenSetup> {
   return { relay, agent, tcpEndpointPort };
 }
 
-/** Starts one path (its processes are registered with stage.children). */
-export async function startPath(stage: Stage, name: PathName, shared: { warren?: WarrenSetup; sshd?: Sshd }): Promise<PathHandle> {
+/**
+ * Starts one path (its processes are registered with stage.children); the Warren paths start the
+ * Warren setup of their build into stage.warren or stage.other once, the ssh paths sshd into
+ * `shared` once.
+ */
+export async function startPath(stage: Stage, name: AnyPathName, shared: { sshd?: Sshd }): Promise<PathHandle> {
   const { children } = stage;
   switch (name) {
     case 'direct':
@@ -175,16 +226,17 @@ export async function startPath(stage: Stage, name: PathName, shared: { warren?:
       return { name, port, roles: [{ name: 'server', pid: server.child.pid! }, { name: 'client', pid: client.child.pid! }] };
     }
     case 'warren-tcp':
-    case 'warren-connect': {
-      shared.warren ??= await startWarrenSetup(stage);
-      const w = shared.warren;
+    case 'warren-connect':
+    case 'other-tcp':
+    case 'other-connect': {
+      const build: BuildName = name.startsWith('other-') ? 'other' : 'this';
+      const w = build === 'other' ? (stage.other ??= await startWarrenSetup(stage, 'other')) : (stage.warren ??= await startWarrenSetup(stage, 'this'));
       const base: Role[] = [{ name: 'relay', pid: w.relay.proc.child.pid! }, { name: 'agent', pid: w.agent.child.pid! }];
-      if (name === 'warren-tcp') return { name, port: w.tcpEndpointPort, roles: base };
+      if (name.endsWith('-tcp')) return { name, port: w.tcpEndpointPort, roles: base };
       const port = await freePort();
       const token = stage.id.token('client', BENCH_TUNNEL, [stage.appTcpPort]);
-      const connect = children.add(
-        startWarren(['connect', `${BENCH_TUNNEL}:${stage.appTcpPort}`, '--relay', w.relay.url, '--ca', stage.id.caFile, '--listen', `127.0.0.1:${port}`, '--json'], { WARREN_TOKEN: token }),
-      );
+      const connectArgs = ['connect', `${BENCH_TUNNEL}:${stage.appTcpPort}`, '--relay', w.relay.url, '--ca', stage.id.caFile, '--listen', `127.0.0.1:${port}`, '--json'];
+      const connect = children.add(startProcess(process.execPath, [...warrenCli(stage, build, 'connect'), ...connectArgs], { WARREN_TOKEN: token }));
       await jsonLine(connect, 'listening');
       return { name, port, roles: [{ name: 'connect', pid: connect.child.pid! }, ...base] };
     }

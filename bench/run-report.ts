@@ -5,7 +5,8 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { renderCharts } from './run-charts.js';
-import type { HttpCase, PathResult, Results } from './run.js';
+import { compareRows } from './run-compare.js';
+import type { HttpCase, PathResult, Results } from './run-types.js';
 
 const KIB = 1024;
 const MIB = KIB * KIB;
@@ -115,7 +116,7 @@ function usPerRequest(c: HttpCase | undefined, role: string): number | undefined
  */
 function httpSection(r: Results): string[] {
   const http = r.http!;
-  const lines = [`## HTTP through a preview URL (${http.tool}, keep-alive, ${r.settings.httpSeconds} s per case)`, ''];
+  const lines = [`## HTTP through a preview URL (${http.tool}, keep-alive, ${r.settings.httpSeconds} s per case${r.settings.httpRuns > 1 ? `, median of ${r.settings.httpRuns} runs` : ''})`, ''];
   const rows: Row[] = [];
   const cpuRows: Row[] = [];
   const budget: string[] = [];
@@ -155,6 +156,11 @@ export function renderMarkdown(r: Results, charts: string[], prefix: string): st
     `**Noise:** this machine has ${m.cpus} cores shared with other work while the bench ran; the load average was ${m.loadavgStart.join(' / ')} at the start and ${(m.loadavgEnd ?? []).join(' / ')} at the end (1 / 5 / 15 min). Client, app and every process of a path share those cores, so absolute figures are low and vary run to run; the ratios within one run are the steadier part. Raw numbers: the JSON of the same name in bench/results/. How to read: bench/README.md.`,
     '',
   );
+  if (r.compare) {
+    lines.push('## This build against the --compare build', '');
+    lines.push(`Measured in the same run, interleaved: this checkout's build and \`${r.compare.bin}\`. The targets and the tables below are this build's; the --compare build's paths are in the tables as well.`, '');
+    lines.push(table(['measure', 'this build', '--compare build', 'compare / this'], compareRows(r)), '');
+  }
   lines.push('## Targets', '');
   lines.push(table(['target', 'figure', 'result', 'profile and findings'], targets(r).map((t) => [t.target, t.figure, t.met === null ? 'n/a' : t.met ? 'met' : '**missed**', t.met === false ? findingsFor(t.target) : ''])), '');
   lines.push('Why a target is missed, from profiles and heap snapshots, what was changed for it and what was tried and dropped: bench/FINDINGS.md.', '');

@@ -1,5 +1,5 @@
 /**
- * Small pieces every benchmark driver (bench/run.ts, bench/path.ts, bench/mux.ts) shares: progress
+ * Small pieces both benchmark drivers (bench/run.ts, bench/mux.ts) share: progress
  * lines, per-process CPU and memory read from /proc, process trees (sshd forks per connection),
  * quantiles and medians (one rank rule), sizes typed on the command line, and a registry of every
  * child process so that all of them are killed at the end, even on error.
@@ -173,9 +173,9 @@ export class Children {
     this.procs.delete(proc);
   }
 
-  /** Ends every registered process (in reverse start order). */
-  async stopAll(): Promise<void> {
-    for (const p of [...this.procs].reverse()) await this.stop(p);
+  /** Ends every registered process (in reverse start order), each as stop() does. */
+  async stopAll(graceMs?: number): Promise<void> {
+    for (const p of [...this.procs].reverse()) await this.stop(p, graceMs);
   }
 
   /** Synchronous last resort on exit: SIGKILL whatever is left and remove the registered folders. */

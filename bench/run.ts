@@ -3,130 +3,37 @@
  * OpenSSH `ssh -R` and the pure-JS ssh2 package, all on loopback in one run, with real relay and
  * agent processes (the built CLI). See bench/README.md for what each path and measure means.
  *
- * Usage: npm run bench -- [--quick] [--out DIR] [--only PATHS] [--agents N] [--no-mux] [--help]
+ * Usage: npm run bench -- [--quick] [--out DIR] [--only PATHS] [--agents N] [--no-mux] [--runs N]
+ *        [--size SIZE] [--duration S] [--compare OTHER/dist/bin/warren.js] [--prof-dir DIR]
+ *        [--hold] [--render FILE] [--help]     (bench/run-options.ts says what each does)
  *
  * Progress goes to stderr; the results to DIR/<date>-<host>.json, DIR/<date>-<host>.md and SVG
  * charts in DIR (default bench/results/); a full run into the default folder also writes the
- * committed summary, bench/RESULTS.md.
+ * committed summary, bench/RESULTS.md. With --compare, a second build's relay, agent and connect
+ * run beside this build's and its Warren paths and preview are measured in the same run,
+ * interleaved (bench/run-compare.ts makes the table of the two).
  */
 import { execFileSync } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, hostname, loadavg, release, totalmem } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { makeTestIdentity } from '../test/helpers/identity.js';
 import type { Sshd } from '../test/helpers/peers.js';
-import { loadHttp, httpTool, type HttpResult } from './run-http.js';
-import { newStream, pingPong, throughput, type Percentiles } from './run-measure.js';
-import { measureMemory, measureScale, type MemoryResult, type ScaleResult } from './run-memory.js';
-import { BENCH_DOMAIN, BENCH_TUNNEL, PATH_LABELS, PATH_NAMES, sshMissing, startPath, startScript, type PathHandle, type PathName, startWarrenSetup, type Stage, type WarrenSetup } from './run-paths.js';
+import { loadHttp, httpTool } from './run-http.js';
+import { newStream, pingPong, throughput } from './run-measure.js';
+import { measureMemory, measureScale } from './run-memory.js';
+import { compareRows } from './run-compare.js';
+import { HELP, parseRunOptions, UsageError } from './run-options.js';
+import { BENCH_DOMAIN, BENCH_TUNNEL, COMPARE_PATHS, PATH_LABELS, PATH_NAMES, sshMissing, startPath, startScript, type AnyPathName, type PathHandle, startWarrenSetup, type Stage, type WarrenSetup } from './run-paths.js';
 import { renderReport } from './run-report.js';
-import { runMuxBench, type MuxSummary } from './run-mux.js';
-import { Children, cpuMeter, log, round } from './run-util.js';
+import { runMuxBench } from './run-mux.js';
+import type { HttpCase, HttpRun, PathResult, Results, Settings } from './run-types.js';
+import { Children, cpuMeter, log, round, type Role } from './run-util.js';
 
 const MIB = 1024 * 1024;
 const GIB = 1024 * MIB;
-
-const HELP = `Usage: npm run bench -- [options]   (or: node dist/bench/run.js [options])
-
-Runs every path on loopback and writes the results (JSON, markdown, SVG charts).
-
-Options:
-  --quick          every path on small sizes (under a minute); for checks, not for numbers
-  --out DIR        where the results go (default bench/results/; bench/RESULTS.md is updated
-                   only with the default)
-  --only PATHS     comma-separated paths, of: ${PATH_NAMES.join(', ')};
-                   and the parts http, memory, scale, mux (default: everything)
-  --agents N       idle agents for the scale part (default 20000, --quick 200)
-  --no-mux         skip the multiplexer bench (bench/mux.ts) in a full run
-  --render FILE    render the markdown and charts again from a saved JSON, into its folder
-                   (bench/RESULTS.md too when FILE is a full run in bench/results/)
-  --help           this text
-`;
-
-/** Sizes of one run. */
-export interface Settings {
-  quick: boolean;
-  bulkBytes: number;
-  runs: number;
-  streams: number[];
-  pingPongCount: number;
-  newStreamCount: number;
-  httpSeconds: number;
-  httpConnections: Record<'1k' | '1m', number>;
-  memoryAgents: number;
-  memoryStreams: number;
-  scaleAgents: number;
-  scaleRequested: number;
-}
-
-function settingsFor(quick: boolean, agents: number | undefined): Settings {
-  const requested = agents ?? (quick ? 200 : 20_000);
-  return {
-    quick,
-    bulkBytes: quick ? 16 * MIB : 512 * MIB,
-    runs: quick ? 1 : 5,
-    streams: [1, 64],
-    pingPongCount: quick ? 300 : 20_000,
-    newStreamCount: quick ? 30 : 1_000,
-    httpSeconds: quick ? 1 : 10,
-    httpConnections: { '1k': quick ? 8 : 32, '1m': 8 },
-    memoryAgents: quick ? 100 : 1_000,
-    memoryStreams: quick ? 100 : 1_000,
-    scaleAgents: requested,
-    scaleRequested: requested,
-  };
-}
-
-/** One bulk transfer in the JSON. */
-export interface BulkRun {
-  mbPerSec: number;
-  seconds: number;
-  bytes: number;
-  /** CPU seconds used during the transfer by each process role of the path (descendants included). */
-  cpuSeconds: Record<string, number>;
-  /** The client (this process) and the app, for reference. */
-  clientCpuSeconds: number;
-  appCpuSeconds: number;
-}
-
-/** Per path results. */
-export interface PathResult {
-  name: PathName;
-  label: string;
-  skipped?: string;
-  /** By stream count: every run and the median run's figures. */
-  bulk: Record<string, { runs: BulkRun[]; mbPerSec: number; cpuSecPerGiB: Record<string, number> & { total: number } }>;
-  pingPongUs?: Percentiles;
-  newStreamMs?: Percentiles;
-}
-
-/** One HTTP load run and the CPU it cost. */
-export interface HttpCase {
-  path: 'direct' | 'warren-preview';
-  size: '1k' | '1m';
-  result: HttpResult;
-  /** CPU seconds of the app and, through the preview, of the relay and the agent. */
-  cpuSeconds: Record<string, number>;
-  /** Relay + agent CPU milliseconds per request (0 for direct). */
-  pathCpuMsPerRequest: number;
-}
-
-/** The whole JSON. */
-export interface Results {
-  bench: 'run';
-  date: string;
-  host: string;
-  machine: Record<string, unknown>;
-  settings: Settings;
-  paths: PathResult[];
-  http?: { tool: string; cases: HttpCase[] };
-  memory?: MemoryResult;
-  scale?: ScaleResult;
-  mux?: MuxSummary;
-  errors: { part: string; message: string }[];
-}
 
 function median<T>(items: T[], key: (t: T) => number): T {
   const sorted = [...items].sort((a, b) => key(a) - key(b));
@@ -161,15 +68,14 @@ function machineInfo(): Record<string, unknown> {
   };
 }
 
-async function measurePaths(stage: Stage, settings: Settings, names: PathName[], results: Results, appPid: number): Promise<void> {
-  const shared: { warren?: WarrenSetup; sshd?: Sshd } = { warren: stage.warren };
+/** Starts `names` (ssh paths skipped where ssh is missing); what could not start is in `skipped`. */
+async function startPaths(stage: Stage, names: AnyPathName[], shared: { sshd?: Sshd }): Promise<{ handles: PathHandle[]; skipped: Map<AnyPathName, string> }> {
   const handles: PathHandle[] = [];
+  const skipped = new Map<AnyPathName, string>();
   const ssh = sshMissing();
   for (const name of names) {
-    const result: PathResult = { name, label: PATH_LABELS[name], bulk: {} };
-    results.paths.push(result);
     if (ssh && name.startsWith('ssh-')) {
-      result.skipped = ssh;
+      skipped.set(name, ssh);
       log(`${name}: skipped: ${ssh}`);
       continue;
     }
@@ -177,12 +83,19 @@ async function measurePaths(stage: Stage, settings: Settings, names: PathName[],
       handles.push(await startPath(stage, name, shared));
       log(`${name}: started`);
     } catch (err) {
-      result.skipped = `could not start: ${(err as Error).message}`;
-      log(`${name}: ${result.skipped}`);
+      skipped.set(name, `could not start: ${(err as Error).message}`);
+      log(`${name}: ${skipped.get(name)}`);
     }
   }
+  return { handles, skipped };
+}
+
+async function measurePaths(stage: Stage, settings: Settings, names: AnyPathName[], results: Results, appPid: number): Promise<void> {
+  const shared: { sshd?: Sshd } = {};
   try {
-    const byName = (n: PathName): PathResult => results.paths.find((p) => p.name === n)!;
+    const { handles, skipped } = await startPaths(stage, names, shared);
+    for (const name of names) results.paths.push({ name, label: PATH_LABELS[name], bulk: {}, ...(skipped.has(name) ? { skipped: skipped.get(name) } : {}) });
+    const byName = (n: AnyPathName): PathResult => results.paths.find((p) => p.name === n)!;
     const roleOf = (h: PathHandle): { name: string; pid: number }[] => [...h.roles, { name: '_client', pid: process.pid }, { name: '_app', pid: appPid }];
     // Runs interleave the paths so that drift on a shared machine spreads over all of them alike.
     for (let run = 1; run <= settings.runs; run++) {
@@ -230,61 +143,90 @@ async function measurePaths(stage: Stage, settings: Settings, names: PathName[],
     // sshd's folder holds its keys: removed even when a measurement failed.
     if (shared.sshd) await shared.sshd.stop();
   }
-  stage.warren = shared.warren;
 }
 
+/**
+ * The HTTP part: each size against the app directly and through the preview of this build (and of
+ * the --compare build), settings.httpRuns times interleaved; the median run by requests/s counts.
+ */
 async function measureHttp(stage: Stage, settings: Settings, results: Results, appPid: number): Promise<void> {
-  const warren = stage.warren;
-  if (!warren) throw new Error('the preview needs the Warren relay and agent');
+  const previews: { path: HttpCase['path']; setup: WarrenSetup }[] = [{ path: 'warren-preview', setup: (stage.warren ??= await startWarrenSetup(stage, 'this')) }];
+  if (stage.compareBin) previews.push({ path: 'other-preview', setup: (stage.other ??= await startWarrenSetup(stage, 'other')) });
   const host = `${stage.appHttpPort}-${BENCH_TUNNEL}.${BENCH_DOMAIN}`;
-  const cases: NonNullable<Results['http']>['cases'] = [];
+  const app: Role = { name: 'app', pid: appPid };
+  const targets = [
+    { path: 'direct' as const, port: stage.appHttpPort, roles: [app] },
+    ...previews.map((p) => ({ path: p.path, port: p.setup.relay.httpPort, roles: [app, { name: 'relay', pid: p.setup.relay.proc.child.pid! }, { name: 'agent', pid: p.setup.agent.child.pid! }] })),
+  ];
+  const cases: HttpCase[] = [];
   for (const size of ['1k', '1m'] as const) {
-    for (const path of ['direct', 'warren-preview'] as const) {
-      const port = path === 'direct' ? stage.appHttpPort : warren.relay.httpPort;
-      const roles = [{ name: 'app', pid: appPid }, ...(path === 'direct' ? [] : [{ name: 'relay', pid: warren.relay.proc.child.pid! }, { name: 'agent', pid: warren.agent.child.pid! }])];
-      const meter = cpuMeter(roles);
-      const result = await loadHttp(`http://127.0.0.1:${port}/${size}`, path === 'direct' ? undefined : host, settings.httpConnections[size], settings.httpSeconds);
-      const cpuSeconds = meter.finish();
-      const pathCpu = (cpuSeconds.relay ?? 0) + (cpuSeconds.agent ?? 0);
-      cases.push({ path, size, result, cpuSeconds: Object.fromEntries(Object.entries(cpuSeconds).map(([k, v]) => [k, round(v, 2)])), pathCpuMsPerRequest: result.requests > 0 ? round((1000 * pathCpu) / result.requests, 3) : 0 });
-      log(`http ${size} ${path.padEnd(14)} ${result.requestsPerSec.toFixed(0).padStart(7)} req/s  p99 ${result.p99Ms} ms${result.errors ? `  ${result.errors} errors` : ''}`);
+    const runs = new Map<HttpCase['path'], HttpRun[]>(targets.map((x) => [x.path, []]));
+    for (let run = 1; run <= settings.httpRuns; run++) {
+      for (const { path, port, roles } of targets) {
+        const meter = cpuMeter(roles);
+        const result = await loadHttp(`http://127.0.0.1:${port}/${size}`, path === 'direct' ? undefined : host, settings.httpConnections[size], settings.httpSeconds);
+        const cpuSeconds = meter.finish();
+        const pathCpu = (cpuSeconds.relay ?? 0) + (cpuSeconds.agent ?? 0);
+        runs.get(path)!.push({ result, cpuSeconds: Object.fromEntries(Object.entries(cpuSeconds).map(([k, v]) => [k, round(v, 2)])), pathCpuMsPerRequest: result.requests > 0 ? round((1000 * pathCpu) / result.requests, 3) : 0 });
+        const of = settings.httpRuns > 1 ? ` run ${run}/${settings.httpRuns}` : '';
+        log(`http ${size} ${path.padEnd(14)}${of} ${result.requestsPerSec.toFixed(0).padStart(7)} req/s  p99 ${result.p99Ms} ms${result.errors ? `  ${result.errors} errors` : ''}`);
+      }
     }
+    for (const [path, all] of runs) cases.push({ path, size, ...median(all, (x) => x.result.requestsPerSec), ...(all.length > 1 ? { runs: all } : {}) });
   }
   results.http = { tool: httpTool(), cases };
 }
 
+/**
+ * --hold: starts the paths (and the previews), prints their ports as one JSON line on stdout and
+ * keeps everything up until SIGINT; the caller's cleanup then stops every process gracefully.
+ */
+async function hold(stage: Stage, names: AnyPathName[], http: boolean, onSignal: () => void): Promise<void> {
+  const shared: { sshd?: Sshd } = {};
+  try {
+    const { handles } = await startPaths(stage, names, shared);
+    if (http) {
+      stage.warren ??= await startWarrenSetup(stage, 'this');
+      if (stage.compareBin) stage.other ??= await startWarrenSetup(stage, 'other');
+    }
+    const relay = (w: WarrenSetup | undefined): unknown => (w ? { url: w.relay.url, httpPort: w.relay.httpPort, adminPort: w.relay.adminPort, tcpEndpointPort: w.tcpEndpointPort } : undefined);
+    const ports = {
+      hold: true,
+      app: { tcpPort: stage.appTcpPort, httpPort: stage.appHttpPort },
+      paths: Object.fromEntries(handles.map((h) => [h.name, h.port])),
+      previewHost: `${stage.appHttpPort}-${BENCH_TUNNEL}.${BENCH_DOMAIN}`,
+      relays: { this: relay(stage.warren), other: relay(stage.other) },
+    };
+    process.stdout.write(`${JSON.stringify(ports)}\n`);
+    log('holding: ports on stdout; Ctrl-C stops every process');
+    // SIGINT ends the hold and lets the processes exit on their own (profiles are written on exit);
+    // a second one during that cleanup kills them at once.
+    process.removeListener('SIGINT', onSignal);
+    await once(process, 'SIGINT');
+    process.once('SIGINT', onSignal);
+    log('stopping');
+  } finally {
+    if (shared.sshd) await shared.sshd.stop();
+  }
+}
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      quick: { type: 'boolean', default: false },
-      out: { type: 'string' },
-      only: { type: 'string' },
-      agents: { type: 'string' },
-      'no-mux': { type: 'boolean', default: false },
-      render: { type: 'string' },
-      help: { type: 'boolean', default: false },
-    },
-  });
-  if (values.help) {
+  const opts = parseRunOptions(process.argv.slice(2));
+  if (opts.help) {
     process.stdout.write(HELP);
     return;
   }
-  if (values.render) {
-    await rerender(values.render);
+  if (opts.render) {
+    await rerender(opts.render);
     return;
   }
-  const parts = ['http', 'memory', 'scale', 'mux'];
-  const wanted = values.only?.split(',').map((s) => s.trim()).filter(Boolean);
-  const unknown = wanted?.filter((w) => !(PATH_NAMES as readonly string[]).includes(w) && !parts.includes(w)) ?? [];
-  if (unknown.length > 0) throw new UsageError(`--only: unknown ${unknown.join(', ')}; known: ${[...PATH_NAMES, ...parts].join(', ')}`);
-  const agents = values.agents === undefined ? undefined : Number(values.agents);
-  if (agents !== undefined && (!Number.isInteger(agents) || agents < 1)) throw new UsageError(`--agents: expected a positive integer; got ${values.agents}`);
-  const settings = settingsFor(values.quick, agents);
-  const names = PATH_NAMES.filter((n) => !wanted || wanted.includes(n));
-  const want = (part: string): boolean => !wanted || wanted.includes(part);
+  const { settings, only } = opts;
+  // With --compare, each Warren path is followed by the same path through the other build.
+  const names: AnyPathName[] = PATH_NAMES.filter((n) => !only || only.includes(n)).flatMap((n) => (opts.compare && n in COMPARE_PATHS ? [n, COMPARE_PATHS[n as keyof typeof COMPARE_PATHS]] : [n]));
+  const want = (part: string): boolean => !only || only.includes(part);
   const defaultOut = fileURLToPath(new URL('../../bench/results/', import.meta.url));
-  const outDir = values.out ?? defaultOut;
-  mkdirSync(outDir, { recursive: true });
+  const outDir = opts.out ?? defaultOut;
+  if (!opts.hold) mkdirSync(outDir, { recursive: true });
 
   const children = new Children();
   const onSignal = (): void => {
@@ -294,17 +236,23 @@ async function main(): Promise<void> {
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   process.once('exit', () => children.killAllNow());
+  // Profiled processes write their profile on exit: give them time to.
+  const stopGraceMs = opts.profDir ? 15_000 : undefined;
 
   const date = new Date().toISOString();
-  const stem = `${date.slice(0, 10)}-${hostname()}${settings.quick ? '-quick' : ''}`;
-  const results: Results = { bench: 'run', date, host: hostname(), machine: machineInfo(), settings, paths: [], errors: [] };
-  log(`whole-system bench${settings.quick ? ' (quick)' : ''}: ${names.length} paths, ${(settings.bulkBytes / MIB).toFixed(0)} MiB per transfer, ${settings.runs} run(s); load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+  const stem = `${date.slice(0, 10)}-${hostname()}${settings.quick ? '-quick' : ''}${opts.compare ? '-compare' : ''}`;
+  const results: Results = { bench: 'run', date, host: hostname(), machine: machineInfo(), settings, ...(opts.compare ? { compare: { bin: opts.compare } } : {}), paths: [], errors: [] };
+  log(`whole-system bench${settings.quick ? ' (quick)' : ''}${opts.hold ? ' (--hold: measuring nothing)' : ''}: ${names.length} paths, ${(settings.bulkBytes / MIB).toFixed(0)} MiB per transfer, ${settings.runs} run(s)${opts.compare ? `, against ${opts.compare}` : ''}; load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
   const id = await makeTestIdentity();
   children.addDir(id.dir);
   try {
     const app = startScript(children, 'run-app.js', []);
     const ports = JSON.parse(await app.waitFor(/"ready"/)) as { tcpPort: number; httpPort: number };
-    const stage: Stage = { children, id, appTcpPort: ports.tcpPort, appHttpPort: ports.httpPort };
+    const stage: Stage = { children, id, appTcpPort: ports.tcpPort, appHttpPort: ports.httpPort, compareBin: opts.compare, profDir: opts.profDir };
+    if (opts.hold) {
+      await hold(stage, names, want('http'), onSignal);
+      return;
+    }
     const step = async (part: string, fn: () => Promise<void>): Promise<void> => {
       try {
         await fn();
@@ -314,25 +262,22 @@ async function main(): Promise<void> {
       }
     };
     await step('paths', () => measurePaths(stage, settings, names, results, app.child.pid!));
-    if (want('http')) {
-      await step('http', async () => {
-        stage.warren ??= await startWarrenSetup(stage);
-        await measureHttp(stage, settings, results, app.child.pid!);
-      });
-    }
-    await children.stopAll();
+    if (want('http')) await step('http', () => measureHttp(stage, settings, results, app.child.pid!));
+    await children.stopAll(stopGraceMs);
     if (want('memory')) await step('memory', async () => void (results.memory = await measureMemory({ children, id }, settings)));
     if (want('scale')) await step('scale', async () => void (results.scale = await measureScale({ children, id }, settings, startScript(children, 'run-app.js', []))));
-    if (want('mux') && !settings.quick && !values['no-mux']) await step('mux', async () => void (results.mux = await runMuxBench(outDir, stem, id.dir, ['--runs', '1'])));
+    if (want('mux') && !settings.quick && !opts.noMux) await step('mux', async () => void (results.mux = await runMuxBench(outDir, stem, id.dir, ['--runs', '1'])));
   } finally {
-    await children.stopAll();
+    await children.stopAll(stopGraceMs);
     id.remove();
   }
+  if (opts.profDir) log(`CPU profiles in ${opts.profDir}`);
   results.machine.loadavgEnd = loadavg().map((x) => round(x, 2));
   writeFileSync(join(outDir, `${stem}.json`), `${JSON.stringify(results, null, 2)}\n`);
-  // bench/RESULTS.md is the committed summary: only a complete full run into the default folder replaces it.
-  const summary = values.out === undefined && !settings.quick && !wanted ? fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url)) : undefined;
+  // bench/RESULTS.md is the committed summary: only a complete full run of this build alone into the default folder replaces it.
+  const summary = opts.out === undefined && !settings.quick && !only && !opts.compare ? fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url)) : undefined;
   const files = await renderReport(results, outDir, stem, summary);
+  if (results.compare) for (const row of compareRows(results)) log(`compare: ${row.join('  ')}`);
   log(`wrote ${join(outDir, `${stem}.json`)}, ${files.join(', ')}${summary ? `, ${summary}` : ''}`);
   if (results.errors.length > 0) log(`${results.errors.length} part(s) failed: ${results.errors.map((e) => e.part).join(', ')}`);
 }
@@ -342,13 +287,10 @@ async function rerender(file: string): Promise<void> {
   const results = JSON.parse(readFileSync(file, 'utf8')) as Results;
   const stem = basename(file).replace(/\.json$/, '');
   const isDefault = resolve(dirname(file)) === resolve(fileURLToPath(new URL('../../bench/results/', import.meta.url)));
-  const summary = isDefault && !results.settings.quick ? fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url)) : undefined;
+  const summary = isDefault && !results.settings.quick && !results.compare ? fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url)) : undefined;
   const files = await renderReport(results, dirname(file), stem, summary);
   log(`rendered ${files.join(', ')}${summary ? `, ${summary}` : ''} from ${file}`);
 }
-
-/** A usage error: exit code 2. */
-class UsageError extends Error {}
 
 main().catch((err: unknown) => {
   console.error(err instanceof Error ? err.message : err);

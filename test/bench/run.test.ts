@@ -59,6 +59,28 @@ t.test('bench/run --quick measures every path and part and writes the results', 
   }
 });
 
+t.test('bench/run --compare measures a second build beside this one in the same run', async (t) => {
+  // The build against itself, on --quick sizes and one cheap path: both builds must be measured
+  // and the A/B table written.
+  const dir = mkdtempSync(join(tmpdir(), 'warren-bench-compare-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  await run(process.execPath, ['dist/bench/run.js', '--quick', '--only', 'warren-tcp', '--compare', 'dist/bin/warren.js', '--out', dir], { cwd: repoRoot, timeout: 60_000 });
+  const json = readdirSync(dir).find((f) => /-quick-compare\.json$/.test(f));
+  t.ok(json, 'the JSON is written as <date>-<host>-quick-compare.json');
+  const report = JSON.parse(readFileSync(join(dir, json!), 'utf8')) as Report & { compare?: { bin: string } };
+  t.same(report.errors, [], 'no part failed');
+  t.equal(report.compare?.bin, join(repoRoot, 'dist/bin/warren.js'), 'the JSON names the --compare build');
+  t.same(report.paths.map((p) => p.name), ['warren-tcp', 'other-tcp'], 'the path of this build and the same path of the other build');
+  for (const p of report.paths) {
+    for (const streams of ['1', '64']) t.ok((p.bulk[streams]?.mbPerSec ?? 0) > 0, `${p.name}: ${streams} stream(s) MB/s ${p.bulk[streams]?.mbPerSec}`);
+    t.ok((p.bulk['1']?.cpuSecPerGiB.total ?? 0) > 0, `${p.name}: CPU per GiB measured`);
+    t.ok((p.newStreamMs?.p50 ?? 0) > 0, `${p.name}: new-stream latency`);
+  }
+  const markdown = readFileSync(join(dir, json!.replace(/\.json$/, '.md')), 'utf8');
+  t.match(markdown, /## This build against the --compare build/, 'the markdown has the A/B table');
+  t.match(markdown, /raw TCP endpoint, 1 stream\(s\): MB\/s \| \d+ \| \d+ \|/, 'with figures of both builds');
+});
+
 t.test('bench/run --help and a bad --only', async (t) => {
   const help = await run(process.execPath, ['dist/bench/run.js', '--help'], { cwd: repoRoot });
   t.match(help.stdout, /--quick/);
@@ -68,4 +90,10 @@ t.test('bench/run --help and a bad --only', async (t) => {
   );
   t.equal(bad.code, 2, 'usage errors exit 2');
   t.match(bad.stderr, /--only: unknown nope/);
+  const missing = await run(process.execPath, ['dist/bench/run.js', '--compare', join(tmpdir(), 'no-such-build', 'warren.js')], { cwd: repoRoot }).then(
+    () => ({ code: 0, stderr: '' }),
+    (err: { code: number; stderr: string }) => err,
+  );
+  t.equal(missing.code, 2, 'a --compare build that is not there is a usage error');
+  t.match(missing.stderr, /--compare: no file at/);
 });

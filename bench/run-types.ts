@@ -1,0 +1,127 @@
+/**
+ * The shape of the whole-system bench's JSON (bench/run.ts writes it; the report, the charts and
+ * `--render` read it back) and the sizes of one run. Types only, so that every part of the bench
+ * imports them from here and nothing imports bench/run.ts.
+ */
+import type { HttpResult } from './run-http.js';
+import type { Percentiles } from './run-measure.js';
+import type { MuxSummary } from './run-mux.js';
+import type { AnyPathName } from './run-paths.js';
+
+/** Sizes of one run. */
+export interface Settings {
+  quick: boolean;
+  bulkBytes: number;
+  runs: number;
+  streams: number[];
+  pingPongCount: number;
+  newStreamCount: number;
+  httpSeconds: number;
+  /** Runs of each HTTP case (interleaved with the other paths'); the median run is reported. */
+  httpRuns: number;
+  httpConnections: Record<'1k' | '1m', number>;
+  memoryAgents: number;
+  memoryStreams: number;
+  scaleAgents: number;
+  scaleRequested: number;
+}
+
+/** One bulk transfer in the JSON. */
+export interface BulkRun {
+  mbPerSec: number;
+  seconds: number;
+  bytes: number;
+  /** CPU seconds used during the transfer by each process role of the path (descendants included). */
+  cpuSeconds: Record<string, number>;
+  /** The client (this process) and the app, for reference. */
+  clientCpuSeconds: number;
+  appCpuSeconds: number;
+}
+
+/** Per path results. */
+export interface PathResult {
+  name: AnyPathName;
+  label: string;
+  skipped?: string;
+  /** By stream count: every run and the median run's figures. */
+  bulk: Record<string, { runs: BulkRun[]; mbPerSec: number; cpuSecPerGiB: Record<string, number> & { total: number } }>;
+  pingPongUs?: Percentiles;
+  newStreamMs?: Percentiles;
+}
+
+/** One HTTP load run and the CPU it cost. */
+export interface HttpRun {
+  result: HttpResult;
+  /** CPU seconds of the app and, through the preview, of the relay and the agent. */
+  cpuSeconds: Record<string, number>;
+  /** Relay + agent CPU milliseconds per request (0 for direct). */
+  pathCpuMsPerRequest: number;
+}
+
+/**
+ * One HTTP case: the median run by requests/s (its figures at the top level) and, with more than
+ * one run (--runs), every run. `other-preview` is the preview of the --compare build.
+ */
+export interface HttpCase extends HttpRun {
+  path: 'direct' | 'warren-preview' | 'other-preview';
+  size: '1k' | '1m';
+  runs?: HttpRun[];
+}
+
+/** The whole JSON. */
+export interface Results {
+  bench: 'run';
+  date: string;
+  host: string;
+  machine: Record<string, unknown>;
+  settings: Settings;
+  /** The --compare build's CLI, when the run measured one beside this build. */
+  compare?: { bin: string };
+  paths: PathResult[];
+  http?: { tool: string; cases: HttpCase[] };
+  memory?: MemoryResult;
+  scale?: ScaleResult;
+  mux?: MuxSummary;
+  errors: { part: string; message: string }[];
+}
+
+/** Figures of the memory part (bytes). */
+export interface MemoryResult {
+  /** Agents per measured batch, and batches (the per-agent figures are medians over the batches). */
+  agents: number;
+  agentBatches: number;
+  streams: number;
+  relay: { baseline: Snapshot; withAgents: Snapshot; beforeStreams: Snapshot; withStreams: Snapshot };
+  relayPerAgentBytes: { rss: number; heap: number };
+  relayPerStreamBytes: { rss: number; heap: number };
+  bare: { baselineRss: number; withWssRss: number; withTlsRss: number; perWssBytes: number; perTlsBytes: number; perTlsBatchesBytes: number[] };
+  /** Relay RSS per agent of each batch. */
+  relayPerAgentBatchesBytes: number[];
+  /** Relay RSS per agent above the bare server's RSS per raw TLS connection (the agents' transport: raw TLS by ALPN). */
+  perAgentAboveBareTlsBytes: number;
+}
+
+/** Figures of the scale part. */
+export interface ScaleResult {
+  requested: number;
+  agents: number;
+  /** Why fewer agents than requested, when so. */
+  capped?: string;
+  connectSeconds: number;
+  failed: number;
+  firstError?: string;
+  relay: { baseline: Snapshot; withAgents: Snapshot };
+  rssPerAgentBytes: number;
+  /** Relay CPU (percent of one core) with the agents connected and idle. */
+  relayIdleCpuPercent: number;
+  /** Relay RSS for 20,000 agents: measured when that many connected, else extrapolated linearly. */
+  rssAt20kBytes: number;
+  rssAt20kExtrapolated: boolean;
+  busyTunnel: { idlePingPongUs: Percentiles; loadedPingPongUs: Percentiles; loadedNewStreamMs: Percentiles };
+}
+
+/** A relay's resident set size and V8 heap used, in bytes, at one moment. */
+export interface Snapshot {
+  rss: number;
+  heapUsed: number;
+}

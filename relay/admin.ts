@@ -12,12 +12,11 @@
  * Without an admin token the API answers 403 and only metrics and health are served.
  */
 import { timingSafeEqual, createHash } from 'node:crypto';
-import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import { WarrenError } from '../protocol/index.js';
-import { formatHostPort, type HostPort } from '../cli/parse.js';
+import type { HostPort } from '../cli/parse.js';
+import { listenOn } from './listen.js';
 import type { Logger } from '../log/logger.js';
 
 /** A tunnel as the admin API shows it. */
@@ -99,15 +98,8 @@ export class AdminServer {
   }
 
   /** Listens on `at`. */
-  async listen(at: HostPort): Promise<HostPort> {
-    this.server.listen(at.port, at.host);
-    try {
-      await Promise.race([once(this.server, 'listening'), once(this.server, 'error').then(([e]) => Promise.reject(e as Error))]);
-    } catch (err) {
-      throw new WarrenError('ERR_WARREN_LISTEN', `cannot listen on ${formatHostPort(at)} (admin): ${(err as Error).message}`, { cause: err });
-    }
-    const a = this.server.address() as AddressInfo;
-    return { host: a.address, port: a.port };
+  listen(at: HostPort): Promise<HostPort> {
+    return listenOn(this.server, at, 'admin');
   }
 
   async close(): Promise<void> {

@@ -12,20 +12,20 @@
  *
  * Every preview request gets one access line (no query string, no header but Host).
  */
-import { once } from 'node:events';
 import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { WebSocketServer } from 'ws';
-import { ALPN_AGENT, ALPN_CONNECT, socketTransport, WarrenError, webSocketTransport, WS_MAX_MESSAGE_BYTES, WS_SUBPROTOCOL, type ErrorCode } from '../protocol/index.js';
-import { formatHostPort, type HostPort } from '../cli/parse.js';
+import { ALPN_AGENT, ALPN_CONNECT, socketTransport, webSocketTransport, WS_MAX_MESSAGE_BYTES, WS_SUBPROTOCOL, type ErrorCode } from '../protocol/index.js';
+import type { HostPort } from '../cli/parse.js';
 import type { Logger } from '../log/logger.js';
 import { createPreviewListener, JWKS_PATH, parsePreviewHost, renderErrorAnswer, sendRawAnswer, type PreviewProxy, type ViewerTokenSigner } from './preview/index.js';
 import type { RelayMetrics, SessionRole } from './metrics.js';
 import type { RelayOptions } from './relay-options.js';
 import type { RelaySessions } from './sessions.js';
+import { listenOn } from './listen.js';
 
 /**
  * Connections the kernel may hold for the relay before it accepts them. Node's default (511)
@@ -99,8 +99,8 @@ export class RelayListeners {
 
   /** Opens the listeners; resolves once they accept connections. Throws ERR_WARREN_LISTEN. */
   async listen(): Promise<void> {
-    await listenOn(this.tls, this.ctx.options.listen, 'TLS');
-    if (this.http && this.ctx.options.httpListen) await listenOn(this.http, this.ctx.options.httpListen, 'HTTP');
+    await listenOn(this.tls, this.ctx.options.listen, 'TLS', { backlog: LISTEN_BACKLOG });
+    if (this.http && this.ctx.options.httpListen) await listenOn(this.http, this.ctx.options.httpListen, 'HTTP', { backlog: LISTEN_BACKLOG });
   }
 
   /** The bound addresses (ports resolved when 0 was asked for). */
@@ -237,16 +237,6 @@ export class RelayListeners {
     // The callback outlives the upgrade for the whole session: it must not hold the request.
     const remote = req.socket.remoteAddress;
     this.wss.handleUpgrade(req, socket, head, (ws) => this.ctx.sessions.accept(role, webSocketTransport(ws, remote), remote, 'wss'));
-  }
-}
-
-/** Listens on `at`; resolves once listening, throws ERR_WARREN_LISTEN naming the address. */
-async function listenOn(server: HttpServer | HttpsServer, at: HostPort, what: string): Promise<void> {
-  server.listen({ port: at.port, host: at.host, backlog: LISTEN_BACKLOG });
-  try {
-    await Promise.race([once(server, 'listening'), once(server, 'error').then(([err]) => Promise.reject(err as Error))]);
-  } catch (err) {
-    throw new WarrenError('ERR_WARREN_LISTEN', `cannot listen on ${formatHostPort(at)} (${what}): ${(err as Error).message}`, { cause: err });
   }
 }
 

@@ -25,15 +25,16 @@
  * link is dialed again.
  */
 import { once } from 'node:events';
-import { isIP, type AddressInfo } from 'node:net';
+import { isIP } from 'node:net';
 import { connect as tlsConnect, createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import { acceptSession, connectSession, socketTransport, WarrenError, errorCode, type MuxStream, type Session, type SessionOptions } from '../../protocol/index.js';
 import { TUNNEL_ID_PATTERN } from '../../certs/claims.js';
 import { joinStreams } from '../../transport/join.js';
 import type { Logger } from '../../log/logger.js';
-import { formatHostPort, parseHostPort, type HostPort } from '../../cli/parse.js';
+import { parseHostPort, type HostPort } from '../../cli/parse.js';
 import type { StreamKind } from '../metrics.js';
 import type { TunnelRegistry } from '../registry.js';
+import { listenOn } from '../listen.js';
 import type { Route, RouteSource, Router } from '../router.js';
 import type { Directory, RelayRecord, TunnelRecord } from './directory.js';
 
@@ -119,16 +120,8 @@ export class Mesh implements RouteSource {
   }
 
   /** Binds the mesh listener; returns the bound address. Throws ERR_WARREN_LISTEN. */
-  async listen(): Promise<HostPort> {
-    const at = this.options.listen;
-    this.server.listen({ host: at.host, port: at.port });
-    try {
-      await Promise.race([once(this.server, 'listening'), once(this.server, 'error').then(([err]) => Promise.reject(err as Error))]);
-    } catch (err) {
-      throw new WarrenError('ERR_WARREN_LISTEN', `cannot listen on ${formatHostPort(at)} (mesh): ${(err as Error).message}`, { cause: err });
-    }
-    const a = this.server.address() as AddressInfo;
-    return { host: a.address, port: a.port };
+  listen(): Promise<HostPort> {
+    return listenOn(this.server, this.options.listen, 'mesh');
   }
 
   /** Starts linking to the peers the directory knows, now and as they come and go. */

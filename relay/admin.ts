@@ -4,7 +4,8 @@
  * needs `Authorization: Bearer <admin token>`:
  *
  *   GET    /v1/tunnels          every connected tunnel
- *   GET    /v1/tunnels/{id}     one tunnel with its open streams
+ *   GET    /v1/tunnels/{id}     one tunnel with its open streams (in a relay network, a tunnel
+ *                                another relay holds: that relay, its region and the ports)
  *   DELETE /v1/tunnels/{id}     disconnect the tunnel's agent (GOAWAY, then close)
  *   POST   /v1/revoke           {"jti": "..."}: refuse the token from now on and close its sessions
  *   POST   /v1/drain            start draining, as SIGTERM does; optional {"hint": "wss://other-relay"}
@@ -32,6 +33,17 @@ export interface TunnelView {
   bytesOut: number;
 }
 
+/** A tunnel held by another relay of the network. */
+export interface RemoteTunnelView {
+  tunnel: string;
+  /** The relay that holds it, and that relay's region. */
+  relay: string;
+  region: string;
+  ports: { port: number; private: boolean; tcpEndpoint?: string }[];
+  connectedAt: string;
+  sessionId: string;
+}
+
 /** What the admin listener asks of the relay. */
 export interface AdminBackend {
   registry: Registry;
@@ -41,6 +53,8 @@ export interface AdminBackend {
   tunnels(): TunnelView[];
   streams(tunnelId: string): { id: number; port: number; kind: string; bufferedSendBytes: number; readableBytes: number }[] | undefined;
   disconnect(tunnelId: string): boolean;
+  /** In a relay network: a tunnel another relay holds, as the directory knows it. */
+  elsewhere?(tunnelId: string): RemoteTunnelView | undefined;
   revoke(jti: string): number;
   drain(hint: string | undefined): void;
 }
@@ -142,6 +156,8 @@ export class AdminServer {
     if (req.method === 'GET' && path === '/v1/tunnels') return json(res, 200, { tunnels: this.backend.tunnels() });
     if (req.method === 'GET' && tunnelMatch) {
       const tunnel = this.backend.tunnels().find((t) => t.tunnel === tunnelMatch[1]);
+      const remote = tunnel ? undefined : this.backend.elsewhere?.(tunnelMatch[1]!);
+      if (remote) return json(res, 200, { ...remote, heldHere: false });
       if (!tunnel) return fail(res, new WarrenError('ERR_WARREN_TUNNEL_OFFLINE', `tunnel ${tunnelMatch[1]} is not connected`), 404);
       return json(res, 200, { ...tunnel, openStreams: this.backend.streams(tunnelMatch[1]!) ?? [] });
     }

@@ -226,6 +226,7 @@ export class Relay {
         void entry.session.close({ message: 'disconnected by the relay operator' });
         return true;
       },
+      elsewhere: (tunnelId) => this.network?.elsewhere(tunnelId),
       revoke: (jti) => this.revoke(jti),
       drain: (hint) => void this.drain({ hint }),
     };

@@ -12,6 +12,7 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import { ERRORS } from '../../protocol/index.js';
 import type { Logger } from '../../log/logger.js';
 import type { HostPort } from '../../cli/parse.js';
+import type { RemoteTunnelView } from '../admin.js';
 import type { TunnelEntry, TunnelRegistry } from '../registry.js';
 import type { Router } from '../router.js';
 import type { Directory, RelayRecord, TunnelRecord } from './directory.js';
@@ -131,6 +132,14 @@ export class RelayNetwork {
   /** The record of a tunnel held by a reachable peer. */
   holder(tunnelId: string): TunnelRecord | undefined {
     return this.mesh.holder(tunnelId);
+  }
+
+  /** A tunnel a reachable peer holds, for the admin API. */
+  elsewhere(tunnelId: string): RemoteTunnelView | undefined {
+    const held = this.mesh.holder(tunnelId);
+    if (!held) return undefined;
+    const region = this.options.directory.relays().find((r) => r.id === held.relayId)?.region ?? '';
+    return { tunnel: held.tunnelId, relay: held.relayId, region, ports: held.ports.map((p) => ({ ...p })), connectedAt: new Date(held.since).toISOString(), sessionId: held.sessionEpoch };
   }
 
   /** Leaves the network: the mesh closes, this relay's records are removed. */

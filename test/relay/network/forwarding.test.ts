@@ -26,6 +26,7 @@ import { startNatsServer } from '../../helpers/nats.js';
 import { freePort } from '../../helpers/peers.js';
 import { startWarren, type Proc } from '../../helpers/process.js';
 
+const ADMIN_TOKEN = 'network-admin-token-0123456789';
 const id = await makeTestIdentity();
 t.teardown(() => id.remove());
 const nats = await startNatsServer();
@@ -61,7 +62,7 @@ async function startNetRelay(name: string, region: string, listenPort?: number):
     'relay', '--listen', `127.0.0.1:${port}`, '--http-listen', '127.0.0.1:0', '--cert', id.certFile, '--key', id.keyFile, '--domain', TEST_DOMAIN, '--trust-key', id.issuerPubFile,
     '--public-url', 'http://preview.test', '--session-key', sessionKey, '--viewer-token-key', viewerKey,
     '--directory', nats.url, '--directory-heartbeat', '500ms', '--id', name, '--region', region, '--advertise', `wss://127.0.0.1:${port}`,
-    '--mesh-listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--mesh-cert', write(`${name}-mesh.pem`, cert.certPem), '--mesh-key', write(`${name}-mesh.key`, cert.keyPem), '--mesh-ca', meshCaFile,
+    '--mesh-listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--admin-token', ADMIN_TOKEN, '--mesh-cert', write(`${name}-mesh.pem`, cert.certPem), '--mesh-key', write(`${name}-mesh.key`, cert.keyPem), '--mesh-ca', meshCaFile,
   ];
   const proc = startWarren(args);
   const joined = JSON.parse(await proc.waitFor(/"event":"network_joined"/)) as { mesh: string };
@@ -135,6 +136,15 @@ t.test('metrics and readiness show the network: links, directory, forwarded stre
   const held = await (await fetch(`${r1.admin}/metrics`)).text();
   t.ok(Number(/^warren_mesh_streams_total\{direction="in"\} (\d+)$/m.exec(held)?.[1] ?? 0) >= 2, 'r1 served forwarded streams in');
   t.equal(await (await fetch(`${r2.admin}/readyz`)).text(), 'ready\n');
+});
+
+t.test('the admin API of a relay that does not hold the tunnel says which relay does', async (t) => {
+  const res = await fetch(`${r3.admin}/v1/tunnels/ab12cd`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+  t.equal(res.status, 200);
+  const body = (await res.json()) as { relay: string; region: string; heldHere: boolean; ports: { port: number; private: boolean }[] };
+  t.same({ relay: body.relay, region: body.region, heldHere: body.heldHere }, { relay: 'r1', region: 'eu', heldHere: false });
+  t.same(body.ports.map((p) => [p.port, p.private]).sort(), [[app.port, false], [echo.port, true]].sort(), 'its ports, the private one marked');
+  t.equal((await fetch(`${r3.admin}/v1/tunnels/nobody`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).status, 404, 'a tunnel no relay holds: 404');
 });
 
 /** Sends `bytes` to a relay's plain-HTTP listener; resolves with everything read until close. */

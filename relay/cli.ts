@@ -101,7 +101,11 @@ export function registerRelayCommand(program: Command): void {
       '\nExamples:\n' +
         '  warren relay --listen 0.0.0.0:443 --cert relay.pem --key relay.key \\\n' +
         '    --domain preview.example.dev --trust-key issuer.pub\n' +
-        '  warren relay --config /etc/warren/relay.yaml --check-config\n',
+        '  warren relay --config /etc/warren/relay.yaml --check-config\n' +
+        '  # one relay of a network (docs/NETWORK.md): NATS for presence, mutual-TLS mesh links\n' +
+        '  warren relay --config relay.yaml --directory nats://n1:4222,n2:4222,n3:4222 --directory-replicas 3 \\\n' +
+        '    --id relay-eu-1 --region eu --advertise wss://relay-eu-1.example.dev \\\n' +
+        '    --mesh-cert mesh/cert.pem --mesh-key mesh/key.pem --mesh-ca mesh-ca/ca.pem\n',
     )
     .action(
       runAction(async (flags: RelayFlags) => {

@@ -163,17 +163,24 @@ async function measureHttp(stage: Stage, settings: Settings, results: Results, a
   if (parts.http && stage.compareBin) previews.push({ path: 'other-preview', setup: (stage.other ??= await startWarrenSetup(stage, 'other')) });
   const host = `${stage.appHttpPort}-${BENCH_TUNNEL}.${BENCH_DOMAIN}`;
   const app: Role = { name: 'app', pid: appPid };
-  const hops = parts.network ? await networkHttpTargets(stage, app) : [];
+  // A network that does not start fails its own cases, not the rest of the HTTP part.
+  const hops = parts.network
+    ? await networkHttpTargets(stage, app).catch((err: unknown) => {
+        results.errors.push({ part: 'http network', message: (err as Error).message });
+        log(`http: the network's previews failed: ${(err as Error).message}`);
+        return [];
+      })
+    : [];
   const targets = [
     { path: 'direct' as const, port: stage.appHttpPort, roles: [app] },
     ...previews.map((p) => ({ path: p.path, port: p.setup.relay.httpPort, roles: [app, { name: 'relay', pid: p.setup.relay.proc.child.pid! }, { name: 'agent', pid: p.setup.agent.child.pid! }] })),
   ];
   const cases: HttpCase[] = [];
   for (const size of parts.http ? (['1k', '1m'] as const) : (['1k'] as const)) {
-    const of = size === '1k' ? [...targets, ...hops] : targets;
-    const runs = new Map<HttpCase['path'], HttpRun[]>(of.map((x) => [x.path, []]));
+    const sizeTargets = size === '1k' ? [...targets, ...hops] : targets;
+    const runs = new Map<HttpCase['path'], HttpRun[]>(sizeTargets.map((x) => [x.path, []]));
     for (let run = 1; run <= settings.httpRuns; run++) {
-      for (const { path, port, roles } of of) {
+      for (const { path, port, roles } of sizeTargets) {
         const meter = cpuMeter(roles);
         const result = await loadHttp(`http://127.0.0.1:${port}/${size}`, path === 'direct' ? undefined : host, settings.httpConnections[size], settings.httpSeconds);
         const cpuSeconds = meter.finish();

@@ -179,21 +179,22 @@ function networkSection(r: Results): string[] {
     rows.push(['preview 1 KiB, CPU µs per request by process', by(hc), by(fc), '']);
   }
   if (rows.length > 0) {
-    lines.push('Two relays of one network on a nats-server: the holder (the agent is connected to it) and the edge, which holds nothing and forwards each stream one hop over its mesh link (mutual TLS) to the holder. The same `warren connect` and preview at each; *hop* is edge / holder (ratios) or edge − holder (added).', '');
+    lines.push('Two relays of one network on a nats-server: the holder (the agent is connected to it) and the edge, which holds nothing and forwards each stream one hop over its mesh link (mutual TLS) to the holder. The same `warren connect` and preview at each; *hop* is edge / holder (ratios) or edge − holder (added). On a shared machine the CPU rows move least with outside load.', '');
     lines.push(table(['measure', 'at the holder', 'through the edge', 'hop'], rows), '');
   }
   const d = r.network?.directory;
   if (d) {
-    lines.push(`Directory lookups (NatsDirectory, relay/network/nats-directory.ts): one directory registers ${d.records} tunnel records on the same nats-server, another answers \`holders()\` from its cache (no network round trip).`, '');
+    const n = (x: number): string => x.toLocaleString('en-US');
+    lines.push(`Directory lookups (NatsDirectory, relay/network/nats-directory.ts): one directory registers ${n(d.records)} tunnel records on the same nats-server, another answers \`holders()\` from its cache (no network round trip).`, '');
     lines.push(
       table(
         ['measure', 'value'],
         [
-          [`${d.records} records put, acknowledged by the store`, `${fmt(d.registerSeconds, 3)} s`],
-          [`${d.records} records in the other directory's cache`, `${fmt(d.propagateSeconds, 3)} s`],
-          [`${d.records} records loaded cold (a new directory's start())`, `${fmt(d.coldLoadSeconds, 3)} s`],
-          [`holders() of a held tunnel (${d.calls} calls)`, `${fmt(d.hitOpsPerSec / 1e6, 2)} M/s`],
-          [`holders() of a tunnel nobody holds (${d.calls} calls)`, `${fmt(d.missOpsPerSec / 1e6, 2)} M/s`],
+          [`${n(d.records)} records put, acknowledged by the store`, `${fmt(d.registerSeconds, 3)} s`],
+          [`${n(d.records)} records in the other directory's cache`, `${fmt(d.propagateSeconds, 3)} s`],
+          [`${n(d.records)} records loaded cold (a new directory's start())`, `${fmt(d.coldLoadSeconds, 3)} s`],
+          [`holders() of a held tunnel (${n(d.calls)} calls)`, `${fmt(d.hitOpsPerSec / 1e6, 2)} M/s`],
+          [`holders() of a tunnel nobody holds (${n(d.calls)} calls)`, `${fmt(d.missOpsPerSec / 1e6, 2)} M/s`],
         ],
       ),
       '',

@@ -5,14 +5,14 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { PATH_NAMES } from './run-paths.js';
+import { NETWORK_PATH_NAMES, PATH_NAMES } from './run-paths.js';
 import type { Settings } from './run-types.js';
 import { parseSize } from './run-util.js';
 
 const MIB = 1024 * 1024;
 
 /** The parts that --only can name beside the paths. */
-export const PARTS = ['http', 'memory', 'scale', 'mux'] as const;
+export const PARTS = ['http', 'memory', 'scale', 'mux', 'network'] as const;
 
 /** The text of --help. */
 export const HELP = `Usage: npm run bench -- [options]   (or: node dist/bench/run.js [options])
@@ -23,8 +23,10 @@ Options:
   --quick          every path on small sizes (under a minute); for checks, not for numbers
   --out DIR        where the results go (default bench/results/; bench/RESULTS.md is updated
                    only with the default)
-  --only PATHS     comma-separated paths, of: ${PATH_NAMES.join(', ')};
-                   and the parts ${PARTS.join(', ')} (default: everything)
+  --only PATHS     comma-separated paths, of: ${[...PATH_NAMES, ...NETWORK_PATH_NAMES].join(', ')};
+                   and the parts ${PARTS.join(', ')} (default: everything); network is
+                   the relay network: its two paths, its preview at the holder and through the
+                   forwarding relay (1 KiB), and the directory lookups (needs nats-server)
   --agents N       idle agents for the scale part (default 20000, --quick 200)
   --no-mux         skip the multiplexer bench (bench/mux.ts) in a full run
   --runs N         runs of the interleaved measures: the bulk transfers (default 5, --quick 1)
@@ -89,6 +91,8 @@ export function settingsFor(quick: boolean, over: { agents?: number; runs?: numb
     memoryStreams: quick ? 100 : 1_000,
     scaleAgents: requested,
     scaleRequested: requested,
+    directoryRecords: quick ? 2_000 : 20_000,
+    directoryCalls: quick ? 200_000 : 5_000_000,
   };
 }
 
@@ -118,7 +122,7 @@ export function parseRunOptions(args: string[]): RunOptions {
     throw new UsageError((err as Error).message);
   }
   const only = values.only?.split(',').map((s) => s.trim()).filter(Boolean);
-  const known: readonly string[] = [...PATH_NAMES, ...PARTS];
+  const known: readonly string[] = [...PATH_NAMES, ...NETWORK_PATH_NAMES, ...PARTS];
   const unknown = only?.filter((w) => !known.includes(w)) ?? [];
   if (unknown.length > 0) throw new UsageError(`--only: unknown ${unknown.join(', ')}; known: ${known.join(', ')}`);
   let bulkBytes: number | undefined;

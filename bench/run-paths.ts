@@ -10,6 +10,10 @@
  *   ssh2            the same remote forward with the pure-JS ssh2 package on both ends
  *   warren-tcp      Warren's raw TCP endpoint on the relay (relay and agent processes, the built CLI)
  *   warren-connect  `warren connect --listen` → relay → agent
+ *   warren-connect-holder, warren-connect-fwd
+ *                   the same through a relay network of two relays on nats-server: at the
+ *                   relay that holds the agent, and at the other one, which forwards one hop
+ *                   (bench/run-network.ts starts them)
  *
  * With --compare, other-tcp and other-connect are warren-tcp and warren-connect through a second
  * build's relay, agent and connect (its own processes, the same app), and --prof-dir makes every
@@ -17,6 +21,7 @@
  */
 import { existsSync } from 'node:fs';
 import type { TestIdentity } from '../test/helpers/identity.js';
+import type { NatsServer } from '../test/helpers/nats.js';
 import { freePort, startSshd, type Sshd } from '../test/helpers/peers.js';
 import { warrenBin } from '../test/helpers/paths.js';
 import { startProcess, uniqueStatusSocket, type Proc } from '../test/helpers/process.js';
@@ -27,11 +32,15 @@ import { waitForPort, type Children, type Role } from './run-util.js';
 export const PATH_NAMES = ['direct', 'node-chain', 'ssh-aes', 'ssh-chacha', 'ssh2', 'warren-tcp', 'warren-connect'] as const;
 export type PathName = (typeof PATH_NAMES)[number];
 
+/** The paths through the relay network (bench/run-network.ts), after PATH_NAMES; the part `network` names them all. */
+export const NETWORK_PATH_NAMES = ['warren-connect-holder', 'warren-connect-fwd'] as const;
+export type NetworkPathName = (typeof NETWORK_PATH_NAMES)[number];
+
 /** The Warren paths through the --compare build, each measured right after its counterpart. */
 export const COMPARE_PATHS = { 'warren-tcp': 'other-tcp', 'warren-connect': 'other-connect' } as const;
 export type ComparePathName = (typeof COMPARE_PATHS)[keyof typeof COMPARE_PATHS];
-/** A path of this build or of the --compare build. */
-export type AnyPathName = PathName | ComparePathName;
+/** A path of this build, of the --compare build or through the relay network. */
+export type AnyPathName = PathName | ComparePathName | NetworkPathName;
 
 /** Which build a Warren process runs: this checkout's CLI, or the --compare one. */
 export type BuildName = 'this' | 'other';
@@ -47,6 +56,8 @@ export const PATH_LABELS: Record<AnyPathName, string> = {
   'warren-connect': 'Warren connect --listen',
   'other-tcp': 'Warren raw TCP endpoint, --compare build',
   'other-connect': 'Warren connect --listen, --compare build',
+  'warren-connect-holder': 'Warren connect, network: at the holding relay',
+  'warren-connect-fwd': 'Warren connect, network: through a forwarding relay',
 };
 
 /** A started path: connect to host:port to reach the app. */
@@ -71,6 +82,18 @@ export interface Stage {
   other?: WarrenSetup;
   /** Where the Warren processes of the paths write CPU profiles (--prof-dir), when given. */
   profDir?: string;
+  /** The relay network (bench/run-network.ts), once started. */
+  network?: NetworkSetup;
+}
+
+/**
+ * Two relays of one network on a nats-server: the holder, with its agent (as WarrenSetup), and
+ * the edge, which holds nothing and forwards one hop over its mesh link to the holder.
+ */
+export interface NetworkSetup {
+  nats: NatsServer;
+  holder: WarrenSetup;
+  edge: RelayInfo;
 }
 
 /** The tunnel id the bench's Warren agent registers. */
@@ -119,13 +142,14 @@ export interface RelayInfo {
 
 /**
  * Starts `warren relay` on loopback with a raw TCP port range, an admin listener and quiet logs.
- * `cli` is the node flags and CLI to run (warrenCli()); `tcpFirst` picks the port range.
+ * `cli` is the node flags and CLI to run (warrenCli()); `tcpFirst` picks the port range; `port`
+ * the public listener's port (default: any free one).
  */
-export async function startRelay(stage: Pick<Stage, 'children' | 'id'>, extra: string[] = [], cli = [warrenBin], tcpFirst = 21_000 + Math.floor(Math.random() * 8_000)): Promise<RelayInfo> {
+export async function startRelay(stage: Pick<Stage, 'children' | 'id'>, extra: string[] = [], cli = [warrenBin], tcpFirst = 21_000 + Math.floor(Math.random() * 8_000), port = 0): Promise<RelayInfo> {
   const proc = stage.children.add(
     startWithAllFds(process.execPath, [
       ...cli,
-      'relay', '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--admin', '127.0.0.1:0',
+      'relay', '--listen', `127.0.0.1:${port}`, '--http-listen', '127.0.0.1:0', '--admin', '127.0.0.1:0',
       '--cert', stage.id.certFile, '--key', stage.id.keyFile, '--domain', BENCH_DOMAIN, '--trust-key', stage.id.issuerPubFile,
       '--tcp-ports', `${tcpFirst}-${tcpFirst + 63}`, '--log-level', 'info', ...extra,
     ]),
@@ -138,7 +162,7 @@ export async function startRelay(stage: Pick<Stage, 'children' | 'id'>, extra: s
  * The node flags and CLI of one Warren process of `build` in the role `role` (relay, agent,
  * connect): with --prof-dir, it writes DIR/ROLE-BUILD.cpuprofile when it exits.
  */
-function warrenCli(stage: Stage, build: BuildName, role: string): string[] {
+export function warrenCli(stage: Stage, build: BuildName, role: string): string[] {
   const bin = build === 'other' ? stage.compareBin : warrenBin;
   if (!bin) throw new Error('the other build needs --compare');
   const prof = stage.profDir ? ['--cpu-prof', '--cpu-prof-dir', stage.profDir, '--cpu-prof-name', `${role}-${build}.cpuprofile`] : [];
@@ -152,24 +176,37 @@ export interface WarrenSetup {
   tcpEndpointPort: number;
 }
 
+/** How the relay network's holder differs from the plain setup (bench/run-network.ts). */
+export interface SetupVariant {
+  /** More relay flags (the directory and mesh ones). */
+  relayArgs: string[];
+  /** The relay's public port (its --advertise URL names it) and the first of its raw TCP range. */
+  port: number;
+  tcpFirst: number;
+  /** Prefix of the roles' profile names (--prof-dir): PREFIX-relay, PREFIX-agent. */
+  prefix: string;
+}
+
 /**
  * Starts a relay and an agent of `build` exposing the app's TCP port (raw endpoint too) and HTTP
  * port. The other build's relay takes the 64 ports after this build's raw TCP range, so that the
- * two never clash; this build's setup is started first when it is not up yet.
+ * two never clash; this build's setup is started first when it is not up yet. With `variant`,
+ * this build's relay gets its flags and ports (the relay network's holder).
  */
-export async function startWarrenSetup(stage: Stage, build: BuildName = 'this'): Promise<WarrenSetup> {
-  let tcpFirst: number | undefined;
+export async function startWarrenSetup(stage: Stage, build: BuildName = 'this', variant?: SetupVariant): Promise<WarrenSetup> {
+  let tcpFirst: number | undefined = variant?.tcpFirst;
+  const role = (name: string): string => (variant ? `${variant.prefix}-${name}` : name);
   if (build === 'other') {
     stage.warren ??= await startWarrenSetup(stage, 'this');
     tcpFirst = stage.warren.relay.tcpFirst + 64;
   }
   // A relay that is profiled must exit within Children.stop's grace to write its profile: its
   // drain waits for open streams no longer than this.
-  const extra = stage.profDir ? ['--grace-period', '1s'] : [];
-  const relay = await startRelay(stage, extra, warrenCli(stage, build, 'relay'), tcpFirst);
+  const extra = [...(stage.profDir ? ['--grace-period', '1s'] : []), ...(variant?.relayArgs ?? [])];
+  const relay = await startRelay(stage, extra, warrenCli(stage, build, role('relay')), tcpFirst, variant?.port);
   const token = stage.id.token('agent', BENCH_TUNNEL, [stage.appTcpPort, stage.appHttpPort]);
   const agentArgs = ['agent', '--relay', relay.url, '--ca', stage.id.caFile, '--port', String(stage.appHttpPort), '--port', String(stage.appTcpPort), '--tcp', String(stage.appTcpPort), '--json'];
-  const agent = stage.children.add(startProcess(process.execPath, [...warrenCli(stage, build, 'agent'), ...agentArgs], { WARREN_TOKEN: token, WARREN_STATUS_SOCKET: uniqueStatusSocket() }));
+  const agent = stage.children.add(startProcess(process.execPath, [...warrenCli(stage, build, role('agent')), ...agentArgs], { WARREN_TOKEN: token, WARREN_STATUS_SOCKET: uniqueStatusSocket() }));
   const connected = await jsonLine<{ tcp: { port: number; endpoint: string }[] }>(agent, 'connected');
   const endpoint = connected.tcp.find((e) => e.port === stage.appTcpPort);
   if (!endpoint) throw new Error(`the agent got no raw TCP endpoint: ${JSON.stringify(connected)}`);
@@ -233,12 +270,24 @@ export async function startPath(stage: Stage, name: AnyPathName, shared: { sshd?
       const w = build === 'other' ? (stage.other ??= await startWarrenSetup(stage, 'other')) : (stage.warren ??= await startWarrenSetup(stage, 'this'));
       const base: Role[] = [{ name: 'relay', pid: w.relay.proc.child.pid! }, { name: 'agent', pid: w.agent.child.pid! }];
       if (name.endsWith('-tcp')) return { name, port: w.tcpEndpointPort, roles: base };
-      const port = await freePort();
-      const token = stage.id.token('client', BENCH_TUNNEL, [stage.appTcpPort]);
-      const connectArgs = ['connect', `${BENCH_TUNNEL}:${stage.appTcpPort}`, '--relay', w.relay.url, '--ca', stage.id.caFile, '--listen', `127.0.0.1:${port}`, '--json'];
-      const connect = children.add(startProcess(process.execPath, [...warrenCli(stage, build, 'connect'), ...connectArgs], { WARREN_TOKEN: token }));
-      await jsonLine(connect, 'listening');
-      return { name, port, roles: [{ name: 'connect', pid: connect.child.pid! }, ...base] };
+      const connect = await startConnect(stage, build, w.relay.url, 'connect');
+      return { name, port: connect.port, roles: [connect.role, ...base] };
     }
+    case 'warren-connect-holder':
+    case 'warren-connect-fwd':
+      throw new Error(`${name} is started by bench/run-network.ts`);
   }
+}
+
+/**
+ * Starts `warren connect BENCH_TUNNEL:APP --listen` of `build` against the relay at `relayUrl`;
+ * resolves with its local port once it listens. `profName` names its profile (--prof-dir).
+ */
+export async function startConnect(stage: Stage, build: BuildName, relayUrl: string, profName: string): Promise<{ port: number; role: Role }> {
+  const port = await freePort();
+  const token = stage.id.token('client', BENCH_TUNNEL, [stage.appTcpPort]);
+  const connectArgs = ['connect', `${BENCH_TUNNEL}:${stage.appTcpPort}`, '--relay', relayUrl, '--ca', stage.id.caFile, '--listen', `127.0.0.1:${port}`, '--json'];
+  const connect = stage.children.add(startProcess(process.execPath, [...warrenCli(stage, build, profName), ...connectArgs], { WARREN_TOKEN: token }));
+  await jsonLine(connect, 'listening');
+  return { port, role: { name: 'connect', pid: connect.child.pid! } };
 }

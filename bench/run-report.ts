@@ -147,6 +147,62 @@ function httpSection(r: Results): string[] {
   return lines;
 }
 
+/**
+ * The relay network: `warren connect` and the preview at the holder beside the same through the
+ * forwarding relay (the hop's ratio or added figure), and the directory lookups.
+ */
+function networkSection(r: Results): string[] {
+  const lines = ['## The relay network: one forwarding hop', ''];
+  if (r.network?.skipped) return [...lines, `Skipped: ${r.network.skipped}.`, ''];
+  const path = (n: string): PathResult | undefined => r.paths.find((p) => p.name === n && !p.skipped);
+  const [h, f] = [path('warren-connect-holder'), path('warren-connect-fwd')];
+  const http = (p: HttpCase['path']): HttpCase | undefined => r.http?.cases.find((c) => c.path === p && c.size === '1k');
+  const [hc, fc] = [http('preview-holder'), http('preview-fwd')];
+  const rows: Row[] = [];
+  const added = (a: number | undefined, b: number | undefined, digits = 0): string => (a === undefined || b === undefined ? '-' : `${b - a >= 0 ? '+' : ''}${(b - a).toFixed(digits)}`);
+  const both = (what: string, get: (p: PathResult) => number | undefined, hop: 'ratio' | 'added', digits = 0): void => {
+    const [a, b] = [h ? get(h) : undefined, f ? get(f) : undefined];
+    if (a !== undefined || b !== undefined) rows.push([what, fmt(a, digits), fmt(b, digits), hop === 'ratio' ? ratio(b, a) : added(a, b, digits)]);
+  };
+  for (const s of r.settings.streams) both(`connect, bulk ${s} stream(s), MB/s`, (p) => p.bulk[String(s)]?.mbPerSec, 'ratio');
+  both('connect, CPU s/GiB, 1 stream (connect, relays, agent)', (p) => p.bulk['1']?.cpuSecPerGiB.total, 'added', 2);
+  both('connect, ping-pong p50 µs', (p) => p.pingPongUs?.p50, 'added');
+  both('connect, ping-pong p99 µs', (p) => p.pingPongUs?.p99, 'added');
+  both('connect, new stream p50 ms', (p) => p.newStreamMs?.p50, 'added', 3);
+  if (hc && fc) {
+    rows.push(['preview 1 KiB, req/s', fmt(hc.result.requestsPerSec), fmt(fc.result.requestsPerSec), ratio(fc.result.requestsPerSec, hc.result.requestsPerSec)]);
+    rows.push(['preview 1 KiB, p50 ms', fmt(hc.result.p50Ms, 2), fmt(fc.result.p50Ms, 2), added(hc.result.p50Ms, fc.result.p50Ms, 2)]);
+    rows.push(['preview 1 KiB, p99 ms', fmt(hc.result.p99Ms, 2), fmt(fc.result.p99Ms, 2), added(hc.result.p99Ms, fc.result.p99Ms, 2)]);
+    const us = (c: HttpCase): number => 1000 * c.pathCpuMsPerRequest;
+    const by = (c: HttpCase): string => ['edge', 'relay', 'agent'].filter((k) => c.cpuSeconds[k] !== undefined).map((k) => `${k} ${fmt(usPerRequest(c, k))}`).join(', ');
+    rows.push(['preview 1 KiB, CPU µs per request (relays and agent)', fmt(us(hc)), fmt(us(fc)), added(us(hc), us(fc))]);
+    rows.push(['preview 1 KiB, CPU µs per request by process', by(hc), by(fc), '']);
+  }
+  if (rows.length > 0) {
+    lines.push('Two relays of one network on a nats-server: the holder (the agent is connected to it) and the edge, which holds nothing and forwards each stream one hop over its mesh link (mutual TLS) to the holder. The same `warren connect` and preview at each; *hop* is edge / holder (ratios) or edge − holder (added). On a shared machine the CPU rows move least with outside load.', '');
+    lines.push(table(['measure', 'at the holder', 'through the edge', 'hop'], rows), '');
+  }
+  const d = r.network?.directory;
+  if (d) {
+    const n = (x: number): string => x.toLocaleString('en-US');
+    lines.push(`Directory lookups (NatsDirectory, relay/network/nats-directory.ts): one directory registers ${n(d.records)} tunnel records on the same nats-server, another answers \`holders()\` from its cache (no network round trip).`, '');
+    lines.push(
+      table(
+        ['measure', 'value'],
+        [
+          [`${n(d.records)} records put, acknowledged by the store`, `${fmt(d.registerSeconds, 3)} s`],
+          [`${n(d.records)} records in the other directory's cache`, `${fmt(d.propagateSeconds, 3)} s`],
+          [`${n(d.records)} records loaded cold (a new directory's start())`, `${fmt(d.coldLoadSeconds, 3)} s`],
+          [`holders() of a held tunnel (${n(d.calls)} calls)`, `${fmt(d.hitOpsPerSec / 1e6, 2)} M/s`],
+          [`holders() of a tunnel nobody holds (${n(d.calls)} calls)`, `${fmt(d.missOpsPerSec / 1e6, 2)} M/s`],
+        ],
+      ),
+      '',
+    );
+  }
+  return lines;
+}
+
 export function renderMarkdown(r: Results, charts: string[], prefix: string): string {
   const m = r.machine as { cpus: number; cpuModel: string; node: string; loadavgStart: number[]; loadavgEnd?: number[]; openssh: string; kernel: string };
   const lines: string[] = [];
@@ -181,7 +237,8 @@ export function renderMarkdown(r: Results, charts: string[], prefix: string): st
   lines.push(`Ping-pong: ${r.settings.pingPongCount} round trips of 1 byte on one open stream. New stream: connect, send one byte, wait for the app's first byte; ${r.settings.newStreamCount} in a row.`, '');
   const skipped = r.paths.filter((p) => p.skipped);
   if (skipped.length > 0) lines.push('Skipped paths:', '', ...skipped.map((p) => `- ${p.label}: ${p.skipped}`), '');
-  if (r.http) lines.push(...httpSection(r));
+  if (r.http?.cases.some((c) => c.path === 'warren-preview')) lines.push(...httpSection(r));
+  if (r.network || r.paths.some((p) => p.name.startsWith('warren-connect-'))) lines.push(...networkSection(r));
   if (r.memory) {
     const mem = r.memory;
     lines.push('## Memory', '');

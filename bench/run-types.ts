@@ -24,6 +24,9 @@ export interface Settings {
   memoryStreams: number;
   scaleAgents: number;
   scaleRequested: number;
+  /** Tunnel records the directory measure registers, and holders() calls it times. */
+  directoryRecords: number;
+  directoryCalls: number;
 }
 
 /** One bulk transfer in the JSON. */
@@ -54,16 +57,18 @@ export interface HttpRun {
   result: HttpResult;
   /** CPU seconds of the app and, through the preview, of the relay and the agent. */
   cpuSeconds: Record<string, number>;
-  /** Relay + agent CPU milliseconds per request (0 for direct). */
+  /** CPU milliseconds per request of every process but the app: relay and agent, and through the network the edge too (0 for direct). */
   pathCpuMsPerRequest: number;
 }
 
 /**
  * One HTTP case: the median run by requests/s (its figures at the top level) and, with more than
- * one run (--runs), every run. `other-preview` is the preview of the --compare build.
+ * one run (--runs), every run. `other-preview` is the preview of the --compare build;
+ * `preview-holder` and `preview-fwd` the preview of the relay network at the relay that holds the
+ * agent and at the one that forwards to it (1 KiB only).
  */
 export interface HttpCase extends HttpRun {
-  path: 'direct' | 'warren-preview' | 'other-preview';
+  path: 'direct' | 'warren-preview' | 'other-preview' | 'preview-holder' | 'preview-fwd';
   size: '1k' | '1m';
   runs?: HttpRun[];
 }
@@ -82,6 +87,8 @@ export interface Results {
   memory?: MemoryResult;
   scale?: ScaleResult;
   mux?: MuxSummary;
+  /** The relay network's own measures (its paths are in `paths`, its previews in `http`). */
+  network?: NetworkResult;
   errors: { part: string; message: string }[];
 }
 
@@ -124,4 +131,25 @@ export interface ScaleResult {
 export interface Snapshot {
   rss: number;
   heapUsed: number;
+}
+
+/** The directory lookups of the relay network, on a NatsDirectory pair (bench/run-network.ts). */
+export interface DirectoryResult {
+  records: number;
+  /** From the first register() until the store acknowledged every put. */
+  registerSeconds: number;
+  /** From the first register() until the other directory's cache held every record. */
+  propagateSeconds: number;
+  /** A third directory's start() (connect, buckets, initial values of both watches) with the records in the store. */
+  coldLoadSeconds: number;
+  /** holders() calls timed, on tunnels that are held (one record each) and on tunnels nobody holds. */
+  calls: number;
+  hitOpsPerSec: number;
+  missOpsPerSec: number;
+}
+
+/** The relay network part: skipped (with why), or its directory measure. */
+export interface NetworkResult {
+  skipped?: string;
+  directory?: DirectoryResult;
 }

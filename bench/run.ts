@@ -11,7 +11,8 @@
  * charts in DIR (default bench/results/); a full run into the default folder also writes the
  * committed summary, bench/RESULTS.md. With --compare, a second build's relay, agent and connect
  * run beside this build's and its Warren paths and preview are measured in the same run,
- * interleaved (bench/run-compare.ts makes the table of the two).
+ * interleaved (bench/run-compare.ts makes the table of the two). The relay network's paths,
+ * previews and directory lookups (the part `network`) come from bench/run-network.ts.
  */
 import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
@@ -26,7 +27,8 @@ import { newStream, pingPong, throughput } from './run-measure.js';
 import { measureMemory, measureScale } from './run-memory.js';
 import { compareRows } from './run-compare.js';
 import { HELP, parseRunOptions, UsageError } from './run-options.js';
-import { BENCH_DOMAIN, BENCH_TUNNEL, COMPARE_PATHS, PATH_LABELS, PATH_NAMES, sshMissing, startPath, startScript, type AnyPathName, type PathHandle, startWarrenSetup, type Stage, type WarrenSetup } from './run-paths.js';
+import { measureDirectory, natsMissing, networkHttpTargets, startNetwork, startNetworkPath } from './run-network.js';
+import { BENCH_DOMAIN, BENCH_TUNNEL, COMPARE_PATHS, NETWORK_PATH_NAMES, PATH_LABELS, PATH_NAMES, sshMissing, startPath, startScript, type AnyPathName, type NetworkPathName, type PathHandle, startWarrenSetup, type Stage, type WarrenSetup } from './run-paths.js';
 import { renderReport } from './run-report.js';
 import { runMuxBench } from './run-mux.js';
 import type { HttpCase, HttpRun, PathResult, Results, Settings } from './run-types.js';
@@ -68,19 +70,23 @@ function machineInfo(): Record<string, unknown> {
   };
 }
 
-/** Starts `names` (ssh paths skipped where ssh is missing); what could not start is in `skipped`. */
+const isNetworkPath = (name: AnyPathName): name is NetworkPathName => (NETWORK_PATH_NAMES as readonly string[]).includes(name);
+
+/** Starts `names` (ssh paths skipped where ssh is missing, network paths where nats-server is); what could not start is in `skipped`. */
 async function startPaths(stage: Stage, names: AnyPathName[], shared: { sshd?: Sshd }): Promise<{ handles: PathHandle[]; skipped: Map<AnyPathName, string> }> {
   const handles: PathHandle[] = [];
   const skipped = new Map<AnyPathName, string>();
   const ssh = sshMissing();
+  const nats = natsMissing();
   for (const name of names) {
-    if (ssh && name.startsWith('ssh-')) {
-      skipped.set(name, ssh);
-      log(`${name}: skipped: ${ssh}`);
+    const missing = name.startsWith('ssh-') ? ssh : isNetworkPath(name) ? nats : null;
+    if (missing) {
+      skipped.set(name, missing);
+      log(`${name}: skipped: ${missing}`);
       continue;
     }
     try {
-      handles.push(await startPath(stage, name, shared));
+      handles.push(isNetworkPath(name) ? await startNetworkPath(stage, name) : await startPath(stage, name, shared));
       log(`${name}: started`);
     } catch (err) {
       skipped.set(name, `could not start: ${(err as Error).message}`);
@@ -148,25 +154,38 @@ async function measurePaths(stage: Stage, settings: Settings, names: AnyPathName
 /**
  * The HTTP part: each size against the app directly and through the preview of this build (and of
  * the --compare build), settings.httpRuns times interleaved; the median run by requests/s counts.
+ * With `parts.network`, the 1 KiB size also goes through the relay network's preview at the holder
+ * and at the edge (alone, without `parts.http`: direct and those two, 1 KiB only).
  */
-async function measureHttp(stage: Stage, settings: Settings, results: Results, appPid: number): Promise<void> {
-  const previews: { path: HttpCase['path']; setup: WarrenSetup }[] = [{ path: 'warren-preview', setup: (stage.warren ??= await startWarrenSetup(stage, 'this')) }];
-  if (stage.compareBin) previews.push({ path: 'other-preview', setup: (stage.other ??= await startWarrenSetup(stage, 'other')) });
+async function measureHttp(stage: Stage, settings: Settings, results: Results, appPid: number, parts: { http: boolean; network: boolean }): Promise<void> {
+  const previews: { path: HttpCase['path']; setup: WarrenSetup }[] = [];
+  if (parts.http) previews.push({ path: 'warren-preview', setup: (stage.warren ??= await startWarrenSetup(stage, 'this')) });
+  if (parts.http && stage.compareBin) previews.push({ path: 'other-preview', setup: (stage.other ??= await startWarrenSetup(stage, 'other')) });
   const host = `${stage.appHttpPort}-${BENCH_TUNNEL}.${BENCH_DOMAIN}`;
   const app: Role = { name: 'app', pid: appPid };
+  // A network that does not start fails its own cases, not the rest of the HTTP part.
+  const hops = parts.network
+    ? await networkHttpTargets(stage, app).catch((err: unknown) => {
+        results.errors.push({ part: 'http network', message: (err as Error).message });
+        log(`http: the network's previews failed: ${(err as Error).message}`);
+        return [];
+      })
+    : [];
   const targets = [
     { path: 'direct' as const, port: stage.appHttpPort, roles: [app] },
     ...previews.map((p) => ({ path: p.path, port: p.setup.relay.httpPort, roles: [app, { name: 'relay', pid: p.setup.relay.proc.child.pid! }, { name: 'agent', pid: p.setup.agent.child.pid! }] })),
   ];
   const cases: HttpCase[] = [];
-  for (const size of ['1k', '1m'] as const) {
-    const runs = new Map<HttpCase['path'], HttpRun[]>(targets.map((x) => [x.path, []]));
+  for (const size of parts.http ? (['1k', '1m'] as const) : (['1k'] as const)) {
+    const sizeTargets = size === '1k' ? [...targets, ...hops] : targets;
+    const runs = new Map<HttpCase['path'], HttpRun[]>(sizeTargets.map((x) => [x.path, []]));
     for (let run = 1; run <= settings.httpRuns; run++) {
-      for (const { path, port, roles } of targets) {
+      for (const { path, port, roles } of sizeTargets) {
         const meter = cpuMeter(roles);
         const result = await loadHttp(`http://127.0.0.1:${port}/${size}`, path === 'direct' ? undefined : host, settings.httpConnections[size], settings.httpSeconds);
         const cpuSeconds = meter.finish();
-        const pathCpu = (cpuSeconds.relay ?? 0) + (cpuSeconds.agent ?? 0);
+        // Every process of the path: relay and agent, and through the network the edge too.
+        const pathCpu = Object.entries(cpuSeconds).reduce((sum, [role, s]) => (role === 'app' ? sum : sum + s), 0);
         runs.get(path)!.push({ result, cpuSeconds: Object.fromEntries(Object.entries(cpuSeconds).map(([k, v]) => [k, round(v, 2)])), pathCpuMsPerRequest: result.requests > 0 ? round((1000 * pathCpu) / result.requests, 3) : 0 });
         const of = settings.httpRuns > 1 ? ` run ${run}/${settings.httpRuns}` : '';
         log(`http ${size} ${path.padEnd(14)}${of} ${result.requestsPerSec.toFixed(0).padStart(7)} req/s  p99 ${result.p99Ms} ms${result.errors ? `  ${result.errors} errors` : ''}`);
@@ -195,7 +214,7 @@ async function hold(stage: Stage, names: AnyPathName[], http: boolean, onSignal:
       app: { tcpPort: stage.appTcpPort, httpPort: stage.appHttpPort },
       paths: Object.fromEntries(handles.map((h) => [h.name, h.port])),
       previewHost: `${stage.appHttpPort}-${BENCH_TUNNEL}.${BENCH_DOMAIN}`,
-      relays: { this: relay(stage.warren), other: relay(stage.other) },
+      relays: { this: relay(stage.warren), other: relay(stage.other), holder: relay(stage.network?.holder), edge: stage.network ? { url: stage.network.edge.url, httpPort: stage.network.edge.httpPort, adminPort: stage.network.edge.adminPort } : undefined },
     };
     process.stdout.write(`${JSON.stringify(ports)}\n`);
     log('holding: ports on stdout; Ctrl-C stops every process');
@@ -222,7 +241,7 @@ async function main(): Promise<void> {
   }
   const { settings, only } = opts;
   // With --compare, each Warren path is followed by the same path through the other build.
-  const names: AnyPathName[] = PATH_NAMES.filter((n) => !only || only.includes(n)).flatMap((n) => (opts.compare && n in COMPARE_PATHS ? [n, COMPARE_PATHS[n as keyof typeof COMPARE_PATHS]] : [n]));
+  const names: AnyPathName[] = [...PATH_NAMES, ...NETWORK_PATH_NAMES].filter((n) => !only || only.includes(n) || (only.includes('network') && isNetworkPath(n))).flatMap((n) => (opts.compare && n in COMPARE_PATHS ? [n, COMPARE_PATHS[n as keyof typeof COMPARE_PATHS]] : [n]));
   const want = (part: string): boolean => !only || only.includes(part);
   const defaultOut = fileURLToPath(new URL('../../bench/results/', import.meta.url));
   const outDir = opts.out ?? defaultOut;
@@ -262,7 +281,15 @@ async function main(): Promise<void> {
       }
     };
     await step('paths', () => measurePaths(stage, settings, names, results, app.child.pid!));
-    if (want('http')) await step('http', () => measureHttp(stage, settings, results, app.child.pid!));
+    // The relay network needs nats-server: without it, only its part is skipped (its paths say so too).
+    const natsAbsent = want('network') ? natsMissing() : null;
+    const network = want('network') && !natsAbsent;
+    if (natsAbsent) {
+      results.network = { skipped: natsAbsent };
+      log(`network: skipped: ${natsAbsent}`);
+    }
+    if (want('http') || network) await step('http', () => measureHttp(stage, settings, results, app.child.pid!, { http: want('http'), network }));
+    if (network) await step('network', async () => void (results.network = { directory: await measureDirectory((stage.network ??= await startNetwork(stage)), settings.directoryRecords, settings.directoryCalls) }));
     await children.stopAll(stopGraceMs);
     if (want('memory')) await step('memory', async () => void (results.memory = await measureMemory({ children, id }, settings)));
     if (want('scale')) await step('scale', async () => void (results.scale = await measureScale({ children, id }, settings, startScript(children, 'run-app.js', []))));

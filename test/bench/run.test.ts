@@ -1,7 +1,7 @@
 // The whole-system benchmark must never rot: run it in --quick mode as a real process and check
 // that every path and part produced positive numbers and that the files exist. No timing
-// assertions: this machine's speed is not under test. npm test installs openssh-server, so the
-// ssh -R paths must run here too.
+// assertions: this machine's speed is not under test. npm test installs openssh-server and
+// nats-server, so the ssh -R paths and the relay network must run here too.
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,15 +22,16 @@ interface Report {
   http?: { cases: { path: string; size: string; result: { requestsPerSec: number; p99Ms: number } }[] };
   memory?: { relayPerAgentBytes: { rss: number }; relayPerStreamBytes: { rss: number }; bare: { perWssBytes: number } };
   scale?: { agents: number; failed: number; relay: { withAgents: { rss: number } }; busyTunnel: { loadedPingPongUs: Percentiles } };
+  network?: { skipped?: string; directory?: { records: number; propagateSeconds: number; coldLoadSeconds: number; hitOpsPerSec: number; missOpsPerSec: number } };
   errors: { part: string; message: string }[];
 }
 
-const PATHS = ['direct', 'node-chain', 'ssh-aes', 'ssh-chacha', 'ssh2', 'warren-tcp', 'warren-connect'];
+const PATHS = ['direct', 'node-chain', 'ssh-aes', 'ssh-chacha', 'ssh2', 'warren-tcp', 'warren-connect', 'warren-connect-holder', 'warren-connect-fwd'];
 
 t.test('bench/run --quick measures every path and part and writes the results', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'warren-bench-run-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const { stderr } = await run(process.execPath, ['dist/bench/run.js', '--quick', '--out', dir], { cwd: repoRoot, timeout: 120_000 });
+  const { stderr } = await run(process.execPath, ['dist/bench/run.js', '--quick', '--out', dir], { cwd: repoRoot, timeout: 180_000 });
   t.match(stderr, /\[bench .*\] wrote /, 'progress lines go to stderr');
   const json = readdirSync(dir).find((f) => /^\d{4}-\d\d-\d\d-.*-quick\.json$/.test(f));
   t.ok(json, 'the JSON is written as <date>-<host>-quick.json');
@@ -44,8 +45,17 @@ t.test('bench/run --quick measures every path and part and writes the results', 
     t.ok((p.pingPongUs?.p50 ?? 0) > 0 && (p.pingPongUs?.p99 ?? 0) > 0, `${p.name}: ping-pong percentiles`);
     t.ok((p.newStreamMs?.p50 ?? 0) > 0, `${p.name}: new-stream latency`);
   }
-  t.equal(report.http?.cases.length, 4, 'HTTP: direct and preview, 1 KiB and 1 MiB');
+  t.same(
+    report.http?.cases.map((c) => `${c.path} ${c.size}`),
+    ['direct 1k', 'warren-preview 1k', 'preview-holder 1k', 'preview-fwd 1k', 'direct 1m', 'warren-preview 1m'],
+    'HTTP: direct and preview, 1 KiB and 1 MiB; the network preview at the holder and through the edge, 1 KiB',
+  );
   for (const c of report.http?.cases ?? []) t.ok(c.result.requestsPerSec > 0 && c.result.p99Ms > 0, `HTTP ${c.path} ${c.size}: ${c.result.requestsPerSec} req/s`);
+  const fwd = report.http?.cases.find((c) => c.path === 'preview-fwd') as { cpuSeconds?: Record<string, number> } | undefined;
+  t.ok((fwd?.cpuSeconds?.edge ?? 0) > 0 && (fwd?.cpuSeconds?.relay ?? 0) > 0, 'the forwarded preview counts the CPU of both relays');
+  const directory = report.network?.directory;
+  t.equal(report.network?.skipped, undefined, 'the network part ran');
+  t.ok(directory && directory.records > 0 && directory.propagateSeconds > 0 && directory.coldLoadSeconds > 0 && directory.hitOpsPerSec > 0 && directory.missOpsPerSec > 0, `directory: ${JSON.stringify(directory)}`);
   t.ok((report.memory?.relayPerAgentBytes.rss ?? 0) > 0, 'memory per idle agent');
   t.ok((report.memory?.relayPerStreamBytes.rss ?? 0) > 0, 'memory per idle stream');
   t.ok((report.memory?.bare.perWssBytes ?? 0) > 0, 'memory per bare wss connection');
@@ -53,6 +63,8 @@ t.test('bench/run --quick measures every path and part and writes the results', 
   t.ok((report.scale?.relay.withAgents.rss ?? 0) > 0 && (report.scale?.busyTunnel.loadedPingPongUs.p99 ?? 0) > 0, 'scale: relay RSS and busy-tunnel latency');
   const markdown = readFileSync(join(dir, json!.replace(/\.json$/, '.md')), 'utf8');
   t.match(markdown, /## Targets/, 'the markdown has the targets');
+  t.match(markdown, /## The relay network: one forwarding hop\n[^#]*\| connect, bulk 1 stream\(s\), MB\/s \| \d+ \| \d+ \| [\d.]+× \|/, 'the markdown has the hop table with figures');
+  t.match(markdown, /holders\(\) of a held tunnel .*M\/s/, 'and the directory lookups');
   for (const chart of ['throughput', 'latency', 'http']) {
     const file = join(dir, json!.replace(/\.json$/, `-${chart}.svg`));
     t.ok(existsSync(file) && readFileSync(file, 'utf8').startsWith('<svg'), `${chart} chart is an SVG`);

@@ -7,13 +7,12 @@
  */
 import type { KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { createSecureContext } from 'node:tls';
 import { z } from 'zod';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError, WarrenError } from '../protocol/index.js';
 import { parseCount, parseDuration, parseHostPort, parsePortRange, type HostPort } from '../cli/parse.js';
 import { loadTrustedKeys, type TrustedKeys } from '../certs/keys.js';
-import { readSessionKey, readViewerTokenKey } from './config-keys.js';
+import { attemptInto, checkTlsIdentity, readPemSetting, readSessionKey, readViewerTokenKey } from './config-files.js';
 import { networkConfig, type RelayNetworkConfig } from './network/config.js';
 
 /** Settings as typed by people: every value a string (or a list of strings for repeatable flags). */
@@ -280,14 +279,7 @@ export async function loadRelayConfig(raw: RawRelayConfig, earlierIssues: readon
     throw new ConfigError(issues);
   }
   const r = parsed.data;
-  const attempt = <T>(fn: () => T): T | undefined => {
-    try {
-      return fn();
-    } catch (err) {
-      issues.push(err instanceof ConfigError ? err.issues.join('; ') : (err as Error).message);
-      return undefined;
-    }
-  };
+  const attempt = <T>(fn: () => T): T | undefined => attemptInto(issues, fn);
   const listen = attempt(() => parseHostPort(r.listen, 'listen'));
   const httpListen = r.httpListen ? attempt(() => parseHostPort(r.httpListen!, 'httpListen')) : undefined;
   const admin = r.admin ? attempt(() => parseHostPort(r.admin!, 'admin')) : undefined;
@@ -309,29 +301,13 @@ export async function loadRelayConfig(raw: RawRelayConfig, earlierIssues: readon
     const ok = attempt(() => new URL(r.publicUrl!));
     if (ok && !/^https?:$/.test(ok.protocol)) issues.push(`publicUrl: must be an http:// or https:// URL`);
   }
-  const readPem = async (file: string | undefined, what: 'cert' | 'key'): Promise<string | undefined> => {
-    if (file === undefined) {
-      issues.push(what === 'cert' ? 'cert: required: the TLS certificate (PEM) for the relay and its preview domain' : 'key: required: the TLS private key (PEM)');
-      return undefined;
-    }
-    try {
-      const text = await readFile(file, 'utf8');
-      if (!text.includes('-----BEGIN')) issues.push(`${what}: ${file} is not a PEM file`);
-      return text;
-    } catch (err) {
-      issues.push(`${what}: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-      return undefined;
-    }
+  const readPem = (file: string | undefined, what: 'cert' | 'key'): Promise<string | undefined> => {
+    if (file !== undefined) return readPemSetting(what, file, issues);
+    issues.push(what === 'cert' ? 'cert: required: the TLS certificate (PEM) for the relay and its preview domain' : 'key: required: the TLS private key (PEM)');
+    return Promise.resolve(undefined);
   };
   const [cert, key] = await Promise.all([readPem(r.cert, 'cert'), readPem(r.key, 'key')]);
-  if (cert?.includes('-----BEGIN') && key?.includes('-----BEGIN')) {
-    // What the TLS listener will do at start, so --check-config catches a key of another certificate.
-    try {
-      createSecureContext({ cert, key });
-    } catch (err) {
-      issues.push(`cert: ${r.cert} with key ${r.key} is not a usable TLS identity: ${(err as Error).message.replace(/^error:[0-9A-F]+:[^:]*::/, '')}`);
-    }
-  }
+  checkTlsIdentity(issues, 'cert', { cert: r.cert!, key: r.key! }, { cert, key });
   let trustedKeys: TrustedKeys | undefined;
   if (!r.trustKey || r.trustKey.length === 0) {
     issues.push('trustKey: required: at least one issuer public key (warren keys generate); the relay refuses to start without one');

@@ -3,10 +3,8 @@
  * with it), validated with every problem reported by name, files loaded. A relay without
  * --directory is alone, and then none of them may be given.
  */
-import { readFile } from 'node:fs/promises';
-import { createSecureContext } from 'node:tls';
-import { ConfigError } from '../../protocol/index.js';
 import { formatHostPort, parseCount, parseDuration, parseHostPort, type HostPort } from '../../cli/parse.js';
+import { attemptInto, checkTlsIdentity, readPemSetting, readSettingFile } from '../config-files.js';
 
 /** The network settings as typed (already checked for shape by the relay configuration's schema). */
 export interface RawNetworkSettings {
@@ -65,66 +63,32 @@ export async function networkConfig(r: RawNetworkSettings, issues: string[]): Pr
   if (!m) issues.push(`directory: "${r.directory}" is not nats://HOST:PORT[,HOST:PORT...]`);
   else {
     for (const part of m[1]!.split(',')) {
-      try {
-        const at = parseHostPort(part.replace(/^nats:\/\//, ''), 'directory');
-        servers.push(formatHostPort(at));
-      } catch (err) {
-        issues.push(err instanceof ConfigError ? err.issues.join('; ') : (err as Error).message);
-      }
+      const at = attemptInto(issues, () => parseHostPort(part.replace(/^nats:\/\//, ''), 'directory'));
+      if (at) servers.push(formatHostPort(at));
     }
   }
   if (r.id === undefined) issues.push('id: required with directory: this relay\'s name, unique in the network');
   if (r.advertise === undefined) issues.push('advertise: required with directory: wss://HOST:PORT where agents and peers reach this relay');
   if ((r.directoryUser === undefined) !== (r.directoryPassword === undefined)) issues.push('directoryUser: directoryUser and directoryPassword go together');
   if (r.directoryCreds !== undefined && r.directoryUser !== undefined) issues.push('directoryCreds: use a credentials file or a user and password, not both');
-  let replicas: number | undefined;
-  try {
-    replicas = parseCount(r.directoryReplicas, 'directoryReplicas');
-    if (replicas !== 1 && replicas !== 3 && replicas !== 5) issues.push('directoryReplicas: 1, 3 or 5 (one per NATS server of a cluster, at most 5)');
-  } catch (err) {
-    issues.push(err instanceof ConfigError ? err.issues.join('; ') : (err as Error).message);
-  }
-  let heartbeatMs: number | undefined;
-  try {
-    heartbeatMs = parseDuration(r.directoryHeartbeat, 'directoryHeartbeat');
-    if (heartbeatMs < 100) issues.push('directoryHeartbeat: must be at least 100ms');
-  } catch (err) {
-    issues.push(err instanceof ConfigError ? err.issues.join('; ') : (err as Error).message);
-  }
-  let meshListen: HostPort | undefined;
-  try {
-    meshListen = parseHostPort(r.meshListen, 'meshListen');
-  } catch (err) {
-    issues.push(err instanceof ConfigError ? err.issues.join('; ') : (err as Error).message);
-  }
-  const read = async (file: string | undefined, key: string, what: string): Promise<string | undefined> => {
-    if (file === undefined) {
-      issues.push(`${key}: required with directory: ${what}`);
-      return undefined;
-    }
-    try {
-      const text = await readFile(file, 'utf8');
-      if (!text.includes('-----BEGIN') && key !== 'directoryCreds') issues.push(`${key}: ${file} is not a PEM file`);
-      return text;
-    } catch (err) {
-      issues.push(`${key}: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-      return undefined;
-    }
+  const replicas = attemptInto(issues, () => parseCount(r.directoryReplicas, 'directoryReplicas'));
+  if (replicas !== undefined && replicas !== 1 && replicas !== 3 && replicas !== 5) issues.push('directoryReplicas: 1, 3 or 5 (one per NATS server of a cluster, at most 5)');
+  const heartbeatMs = attemptInto(issues, () => parseDuration(r.directoryHeartbeat, 'directoryHeartbeat'));
+  if (heartbeatMs !== undefined && heartbeatMs < 100) issues.push('directoryHeartbeat: must be at least 100ms');
+  const meshListen = attemptInto(issues, () => parseHostPort(r.meshListen, 'meshListen'));
+  const required = (setting: string, file: string | undefined, what: string): Promise<string | undefined> => {
+    if (file !== undefined) return readPemSetting(setting, file, issues);
+    issues.push(`${setting}: required with directory: ${what}`);
+    return Promise.resolve(undefined);
   };
   const [cert, key, ca, natsCa] = await Promise.all([
-    read(r.meshCert, 'meshCert', 'the mesh certificate (warren certs issue --usage both)'),
-    read(r.meshKey, 'meshKey', 'the mesh certificate\'s key'),
-    read(r.meshCa, 'meshCa', 'the CA that signs every relay\'s mesh certificate'),
-    r.directoryCa === undefined ? undefined : read(r.directoryCa, 'directoryCa', ''),
+    required('meshCert', r.meshCert, 'the mesh certificate (warren certs issue --usage both)'),
+    required('meshKey', r.meshKey, 'the mesh certificate\'s key'),
+    required('meshCa', r.meshCa, 'the CA that signs every relay\'s mesh certificate'),
+    r.directoryCa === undefined ? undefined : readPemSetting('directoryCa', r.directoryCa, issues),
   ]);
-  if (r.directoryCreds !== undefined) await read(r.directoryCreds, 'directoryCreds', '');
-  if (cert?.includes('-----BEGIN') && key?.includes('-----BEGIN') && ca?.includes('-----BEGIN')) {
-    try {
-      createSecureContext({ cert, key, ca });
-    } catch (err) {
-      issues.push(`meshCert: ${r.meshCert} with key ${r.meshKey} is not a usable TLS identity: ${(err as Error).message.replace(/^error:[0-9A-F]+:[^:]*::/, '')}`);
-    }
-  }
+  if (r.directoryCreds !== undefined) await readSettingFile('directoryCreds', r.directoryCreds, issues);
+  checkTlsIdentity(issues, 'meshCert', { cert: r.meshCert!, key: r.meshKey! }, { cert, key, ca }, true);
   if (!cert || !key || !ca || !meshListen || replicas === undefined || heartbeatMs === undefined || r.id === undefined || r.advertise === undefined) return undefined;
   return Object.freeze({
     servers: Object.freeze(servers),

@@ -21,7 +21,7 @@ import { WebSocketServer } from 'ws';
 import { ALPN_AGENT, ALPN_CONNECT, socketTransport, webSocketTransport, WS_MAX_MESSAGE_BYTES, WS_SUBPROTOCOL, type ErrorCode } from '../protocol/index.js';
 import type { HostPort } from '../cli/parse.js';
 import type { Logger } from '../log/logger.js';
-import { createPreviewListener, JWKS_PATH, parsePreviewHost, renderErrorAnswer, sendRawAnswer, type PreviewProxy, type ViewerTokenSigner } from './preview/index.js';
+import { createPreviewListener, JWKS_PATH, parsePreviewHost, renderErrorAnswer, sendRawAnswer, type PreviewProxy, type PreviewTarget, type ViewerTokenSigner } from './preview/index.js';
 import type { RelayMetrics, SessionRole } from './metrics.js';
 import type { RelayOptions } from './relay-options.js';
 import type { RelaySessions } from './sessions.js';
@@ -162,20 +162,22 @@ export class RelayListeners {
   }
 
   /**
-   * True when the request belongs to the preview proxy: its Host is a preview host, it came on the
-   * plain listener (previews only), or its TLS connection was opened for a preview host (SNI), in
-   * which case the proxy answers 421 when Host names anything else, the relay's own endpoints included.
+   * True when the request belongs to the preview proxy: its Host is a preview host (`target`), it
+   * came on the plain listener (previews only), or its TLS connection was opened for a preview host
+   * (SNI), in which case the proxy answers 421 when Host names anything else, the relay's own
+   * endpoints included.
    */
-  private isPreview(req: IncomingMessage, secure: boolean): boolean {
-    if (!secure || parsePreviewHost(req.headers.host ?? '', this.domain) !== null) return true;
+  private isPreview(req: IncomingMessage, secure: boolean, target: PreviewTarget | null): boolean {
+    if (!secure || target !== null) return true;
     const servername = (req.socket as Partial<TLSSocket>).servername;
     return typeof servername === 'string' && parsePreviewHost(servername, this.domain) !== null;
   }
 
   private onRequest(req: IncomingMessage, res: ServerResponse, secure: boolean): void {
     if (this.ctx.draining()) res.setHeader('connection', 'close');
-    this.logAccess(req, res);
-    if (this.isPreview(req, secure)) {
+    const target = parsePreviewHost(req.headers.host ?? '', this.domain);
+    this.logAccess(req, res, target);
+    if (this.isPreview(req, secure, target)) {
       this.ctx.preview.handleRequest(req, res);
       return;
     }
@@ -196,11 +198,10 @@ export class RelayListeners {
   }
 
   /** One access line when the answer is done. The query string is never logged: it can carry a token. */
-  private logAccess(req: IncomingMessage, res: ServerResponse): void {
+  private logAccess(req: IncomingMessage, res: ServerResponse, target: PreviewTarget | null): void {
     const started = performance.now();
     res.once('close', () => {
       this.ctx.metrics.previewAnswered(res.statusCode);
-      const target = parsePreviewHost(req.headers.host ?? '', this.domain);
       const url = req.url ?? '';
       const query = url.indexOf('?');
       this.ctx.accessLog.info(
@@ -224,7 +225,7 @@ export class RelayListeners {
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, secure: boolean): void {
     socket.on('error', destroyOnError);
-    if (this.isPreview(req, secure)) {
+    if (this.isPreview(req, secure, parsePreviewHost(req.headers.host ?? '', this.domain))) {
       this.ctx.preview.handleUpgrade(req, socket, head);
       return;
     }

@@ -142,22 +142,30 @@ export class Mesh implements RouteSource {
 
   /** The route to a tunnel held by a peer (see RouteSource). */
   find(tunnelId: string, port: number): Route {
-    for (const holder of this.options.directory.holders(tunnelId)) {
-      const link = this.links.get(holder.relayId);
-      const session = link?.session;
-      if (!link || !session || session.closed || session.goingAway || session.goAwayReceived) continue;
-      if (this.moved.size > 0 && this.moved.has(`${holder.relayId}\n${holder.tunnelId}\n${holder.sessionEpoch}`)) continue;
-      if (!holder.ports.some((p) => p.port === port)) throw new WarrenError('ERR_WARREN_PORT_NOT_EXPOSED', `tunnel ${tunnelId} does not expose port ${port}`);
-      return this.routeThrough(link, session, holder);
-    }
-    throw new WarrenError('ERR_WARREN_TUNNEL_OFFLINE', `tunnel ${tunnelId} is not connected to any relay of the network`);
+    const reached = this.reachable(tunnelId, true);
+    if (!reached) throw new WarrenError('ERR_WARREN_TUNNEL_OFFLINE', `tunnel ${tunnelId} is not connected to any relay of the network`);
+    const { holder, link, session } = reached;
+    if (!holder.ports.some((p) => p.port === port)) throw new WarrenError('ERR_WARREN_PORT_NOT_EXPOSED', `tunnel ${tunnelId} does not expose port ${port}`);
+    return this.routeThrough(link, session, holder);
   }
 
   /** The record of a tunnel held by a peer that this relay can reach, if any. */
   holder(tunnelId: string): TunnelRecord | undefined {
+    return this.reachable(tunnelId, false)?.holder;
+  }
+
+  /**
+   * The newest holder of the tunnel whose outgoing link is open; for opening streams (`opening`),
+   * also one whose link is not going away and that has not refused the tunnel as moved.
+   */
+  private reachable(tunnelId: string, opening: boolean): { holder: TunnelRecord; link: Link; session: Session } | undefined {
     for (const holder of this.options.directory.holders(tunnelId)) {
-      const session = this.links.get(holder.relayId)?.session;
-      if (session && !session.closed) return holder;
+      const link = this.links.get(holder.relayId);
+      const session = link?.session;
+      if (!link || !session || session.closed) continue;
+      if (opening && (session.goingAway || session.goAwayReceived)) continue;
+      if (opening && this.moved.size > 0 && this.moved.has(`${holder.relayId}\n${holder.tunnelId}\n${holder.sessionEpoch}`)) continue;
+      return { holder, link, session };
     }
     return undefined;
   }

@@ -35,15 +35,21 @@ function isString(v: unknown, max = 256): v is string {
   return typeof v === 'string' && v.length <= max;
 }
 
-/** A relay heartbeat value, or undefined when malformed or naming another key. */
-export function parseRelayRecord(text: string, key: string): RelayRecord | undefined {
-  let v: Record<string, unknown>;
+/** A JSON object's fields, or undefined for anything else. */
+function parseObject(text: string): Record<string, unknown> | undefined {
+  let v: unknown;
   try {
-    v = JSON.parse(text) as Record<string, unknown>;
+    v = JSON.parse(text);
   } catch {
     return undefined;
   }
-  if (typeof v !== 'object' || v === null) return undefined;
+  return typeof v === 'object' && v !== null ? (v as Record<string, unknown>) : undefined;
+}
+
+/** A relay heartbeat value, or undefined when malformed or naming another key. */
+export function parseRelayRecord(text: string, key: string): RelayRecord | undefined {
+  const v = parseObject(text);
+  if (v === undefined) return undefined;
   const { id, region, advertise, mesh, epoch } = v;
   if (!isString(id) || id !== key || !RELAY_ID_PATTERN.test(id) || !isString(region, 64) || !isString(advertise) || !isString(mesh) || !isString(epoch, 128)) return undefined;
   return { id, region, advertise, mesh, epoch };
@@ -51,13 +57,8 @@ export function parseRelayRecord(text: string, key: string): RelayRecord | undef
 
 /** A tunnel record value, or undefined when malformed or not matching its key. */
 export function parseTunnelRecord(text: string, tunnelId: string, relayId: string): TunnelRecord | undefined {
-  let v: Record<string, unknown>;
-  try {
-    v = JSON.parse(text) as Record<string, unknown>;
-  } catch {
-    return undefined;
-  }
-  if (typeof v !== 'object' || v === null) return undefined;
+  const v = parseObject(text);
+  if (v === undefined) return undefined;
   const { relayEpoch, sessionEpoch, ports, since } = v;
   if (v.tunnelId !== tunnelId || v.relayId !== relayId || !TUNNEL_ID_PATTERN.test(tunnelId)) return undefined;
   if (!isString(relayEpoch, 128) || !isString(sessionEpoch, 128) || typeof since !== 'number' || !Array.isArray(ports) || ports.length > 1024) return undefined;
